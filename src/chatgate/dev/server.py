@@ -1,0 +1,122 @@
+"""`chatgate dev`: the whole gateway on this machine, on embedded defaults.
+
+1. AWS: moto in server mode (DynamoDB + Secrets Manager), unless AWS_ENDPOINT_URL* point elsewhere.
+2. Tables and the per-region upstream secrets, created if missing.
+3. Upstream: the built-in Azure OpenAI emulator (one per region, so residency is visible), unless
+   AZURE_OPENAI_ENDPOINT (or AZURE_OPENAI_ENDPOINT_EU / _US) is set.
+4. A demo workspace key, printed; then uvicorn serves the app until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from chatgate.settings import Settings
+
+DEMO_WORKSPACE = "demo"
+DEMO_BODY = json.dumps(
+    {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Write a short poem about cats."}]}
+)
+
+
+@dataclass
+class LocalStack:
+    """What `prepare` started and seeded; `close()` stops it."""
+
+    settings: Settings
+    demo_key: str
+    aws_endpoint: str | None
+    upstream_urls: dict[str, str]
+    emulators: dict[str, Any] = field(default_factory=dict)
+    _stops: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for stop in reversed(self._stops):
+            stop()
+        self._stops.clear()
+
+
+def prepare(environ: Mapping[str, str] | None = None, *, settings: Settings | None = None) -> LocalStack:
+    """Start (or connect to) local AWS and upstreams, seed tables, secrets and a demo key."""
+    from chatgate.cli import create_key
+    from chatgate.dev import aws
+    from chatgate.dev.azure_emulator import EmulatorState, start_emulator
+    from chatgate.wiring import aws_clients
+
+    environ = os.environ if environ is None else environ
+    settings = settings or Settings()
+    stops: list[Callable[[], None]] = []
+    aws_endpoint = None
+    if not aws.external_aws_configured():
+        aws.use_local_credentials()
+        server, aws_endpoint = aws.start_moto()
+        os.environ["AWS_ENDPOINT_URL"] = aws_endpoint
+        stops.append(server.stop)
+    dynamodb, secretsmanager = aws_clients(settings)
+    aws.ensure_tables(dynamodb, settings)
+
+    configured = aws.upstreams_from_environment(settings.regions, environ)
+    emulators: dict[str, Any] = {}
+    upstream_urls: dict[str, str] = {}
+    for region in settings.regions:
+        upstream = configured.get(region)
+        if upstream is None:
+            state = EmulatorState(api_key=secrets.token_urlsafe(24), name=f"azure-{region}")
+            emulator = start_emulator(state)
+            stops.append(emulator.stop)
+            emulators[region] = emulator
+            upstream = {"endpoint": emulator.url, "api_key": state.api_key, "api_version": "2024-10-21"}
+        aws.put_secret(secretsmanager, settings.upstream_secret_name(region), upstream)
+        upstream_urls[region] = upstream["endpoint"]
+
+    demo_key = create_key(settings, DEMO_WORKSPACE, "chatgate dev demo key")
+    return LocalStack(settings, demo_key, aws_endpoint, upstream_urls, emulators, stops)
+
+
+def banner(stack: LocalStack, host: str, port: int) -> str:
+    base = f"http://{host}:{port}"
+    region = stack.settings.regions[0]
+    lines = [
+        "",
+        "chatgate dev is running.",
+        f"  regions:   {', '.join(stack.settings.regions)}",
+        *(f"  upstream {r}: {url}" for r, url in stack.upstream_urls.items()),
+        f"  AWS:       {stack.aws_endpoint or 'from AWS_ENDPOINT_URL*'}",
+        f"  base URL:  {base}/openai/{region}/v1",
+        "",
+        f"Demo key (workspace '{DEMO_WORKSPACE}'):",
+        f"  {stack.demo_key}",
+        "",
+        "Try it:",
+        f"  curl -s {base}/openai/{region}/v1/chat/completions \\",
+        f"    -H 'Authorization: Bearer {stack.demo_key}' -H 'Content-Type: application/json' \\",
+        "    -d '" + DEMO_BODY + "'",
+        "",
+        "Other terminals can use the same AWS emulator:",
+        f"  export AWS_ENDPOINT_URL={stack.aws_endpoint or os.environ.get('AWS_ENDPOINT_URL', '')}"
+        " AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION="
+        f"{os.environ.get('AWS_DEFAULT_REGION', 'eu-central-1')}",
+        "  chatgate keys create --workspace demo",
+        "",
+        "Ctrl-C stops everything.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def serve(host: str, port: int, environ: Mapping[str, str] | None = None) -> None:
+    import uvicorn
+
+    from chatgate.app import create_app
+
+    stack = prepare(environ)
+    try:
+        print(banner(stack, host, port), flush=True)
+        uvicorn.run(create_app(stack.settings), host=host, port=port, log_level="info")
+    finally:
+        stack.close()

@@ -1,0 +1,12 @@
+"""The Mangum handler: buffered mode, `sam local invoke` and `chatgate invoke`.
+
+Mangum runs the ASGI lifespan on every invocation, so it is off here: the app builds its clients on the
+first request instead and keeps them for the life of the instance (the event loop Mangum creates at import
+is reused across invocations, so the pooled httpx client stays valid).
+"""
+
+from mangum import Mangum
+
+from chatgate.asgi import app
+
+handler = Mangum(app, lifespan="off", api_gateway_base_path="/")

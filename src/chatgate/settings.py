@@ -1,0 +1,66 @@
+"""The one Settings class: every environment variable chatgate reads is named here, once."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODELS = "gpt-4.1,gpt-4.1-nano,o4-mini,o3-mini,o1-preview,gpt-4o,gpt-4o-mini,gpt-4,gpt-35-turbo"
+KNOWN_REGIONS = ("eu", "us")
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+
+
+class Settings(BaseSettings):
+    """Configuration from the environment (names in the contract's "Configuration names" table)."""
+
+    model_config = SettingsConfigDict(env_prefix="CHATGATE_", frozen=True, extra="ignore")
+
+    regions_csv: str = Field("eu,us", validation_alias="CHATGATE_REGIONS")
+    models_csv: str = Field(DEFAULT_MODELS, validation_alias="CHATGATE_MODELS")
+
+    # Rate limits (defaults per workspace and model; workspaces may override).
+    rpm_limit: int = Field(500, ge=0)
+    tpm_limit: int = Field(60_000, ge=0)
+    rate_window_seconds: int = Field(60, ge=1)
+    # Completion allowance reserved when a request states no max_tokens / max_completion_tokens.
+    default_completion_reserve: int = Field(1024, ge=0)
+    # Admit requests when the rate-limit store is down (default: refuse with 503).
+    rate_limit_fail_open: bool = False
+
+    # AWS resources (names come from the SAM stack when deployed).
+    table_name: str = "chatgate"
+    rate_limit_table_name: str = "chatgate-ratelimits"
+    secret_prefix: str = "chatgate"  # noqa: S105 (a name prefix, not a secret)
+
+    # Caches: how stale a warm instance may be.
+    key_cache_seconds: float = Field(30.0, ge=0)
+    secret_max_age_seconds: int = Field(60, ge=0)
+
+    # Request handling.
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    upstream_connect_timeout_seconds: float = Field(5.0, gt=0)
+    upstream_timeout_seconds: float = Field(600.0, gt=0)
+    upstream_max_connections: int = Field(100, ge=1)
+
+    log_level: str = "INFO"
+
+    @cached_property
+    def regions(self) -> tuple[str, ...]:
+        return _split(self.regions_csv)
+
+    @cached_property
+    def models(self) -> tuple[str, ...]:
+        return _split(self.models_csv)
+
+    def upstream_secret_name(self, region: str) -> str:
+        """The stack's Azure upstream for one region: {endpoint, api_key, api_version, deployments}."""
+        return f"{self.secret_prefix}/upstream/{region}"
+
+    def byok_secret_name(self, workspace_id: str, region: str) -> str:
+        """A workspace's own Azure resource for one region (bring-your-own-keys)."""
+        return f"{self.secret_prefix}/byok/{workspace_id}/{region}"

@@ -1,0 +1,116 @@
+"""API keys in the DynamoDB data table (item design in stores/schema.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chatgate.auth import ApiKey
+from chatgate.errors import ServiceUnavailable
+from chatgate.stores.schema import GSI1
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+
+class KeyNotFound(LookupError):
+    """No key with that id."""
+
+
+def _key_pk(key_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"KEY#{key_id}"}, "sk": {"S": "KEY"}}
+
+
+def _int(item: dict[str, Any], name: str) -> int | None:
+    value = item.get(name)
+    return int(value["N"]) if value else None
+
+
+def _from_item(item: dict[str, Any]) -> ApiKey:
+    return ApiKey(
+        key_id=item["key_id"]["S"],
+        workspace_id=item["workspace_id"]["S"],
+        key_hash=item["key_hash"]["S"],
+        name=item.get("name", {}).get("S", ""),
+        created_at=_int(item, "created_at") or 0,
+        expires_at=_int(item, "expires_at"),
+        revoked_at=_int(item, "revoked_at"),
+        last_used_at=_int(item, "last_used_at"),
+    )
+
+
+class DynamoDBKeyStore:
+    """Reads (for authentication) and administers API keys."""
+
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+        self._client = client
+        self._table = table_name
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        """The key record, or None. Store failures become a 503 (never a silent 401)."""
+        try:
+            response = await asyncio.to_thread(
+                self._client.get_item, TableName=self._table, Key=_key_pk(key_id), ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise ServiceUnavailable(
+                "The key store is temporarily unavailable. Please retry shortly.",
+                headers={"retry-after": "1"},
+            ) from exc
+        item = response.get("Item")
+        return _from_item(item) if item else None
+
+    # Administration (CLI): synchronous, outside the request path.
+
+    def create(
+        self, *, key_id: str, key_hash: str, workspace_id: str, name: str, expires_at: int | None = None
+    ) -> ApiKey:
+        now = int(time.time())
+        item: dict[str, Any] = {
+            **_key_pk(key_id),
+            "gsi1pk": {"S": f"WS#{workspace_id}"},
+            "gsi1sk": {"S": f"KEY#{now:012d}#{key_id}"},
+            "key_id": {"S": key_id},
+            "workspace_id": {"S": workspace_id},
+            "key_hash": {"S": key_hash},
+            "name": {"S": name},
+            "created_at": {"N": str(now)},
+        }
+        if expires_at is not None:
+            item["expires_at"] = {"N": str(expires_at)}
+        self._client.put_item(
+            TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)"
+        )
+        return _from_item(item)
+
+    def list(self, workspace_id: str) -> list[ApiKey]:
+        keys: list[ApiKey] = []
+        paginator = self._client.get_paginator("query")
+        for page in paginator.paginate(
+            TableName=self._table,
+            IndexName=GSI1,
+            KeyConditionExpression="gsi1pk = :ws AND begins_with(gsi1sk, :prefix)",
+            ExpressionAttributeValues={":ws": {"S": f"WS#{workspace_id}"}, ":prefix": {"S": "KEY#"}},
+        ):
+            keys.extend(_from_item(item) for item in page.get("Items", []))
+        return keys
+
+    def revoke(self, key_id: str) -> ApiKey:
+        """Mark a key revoked (idempotent: a second revoke keeps the first time)."""
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key=_key_pk(key_id),
+                UpdateExpression="SET revoked_at = if_not_exists(revoked_at, :now)",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":now": {"N": str(int(time.time()))}},
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise KeyNotFound(key_id) from None
+            raise
+        return _from_item(response["Attributes"])

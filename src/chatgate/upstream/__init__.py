@@ -1,0 +1,1 @@
+"""The upstream step: which Azure OpenAI resource serves a request (config.py), and calling it (azure.py)."""

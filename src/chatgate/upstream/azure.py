@@ -1,0 +1,154 @@
+"""Call Azure OpenAI's chat completions API and translate its failures into chatgate's error tree.
+
+One httpx.AsyncClient is shared by every request of an instance (connection pooling, keep-alive); its
+timeouts are explicit: connecting fails fast, reading waits long enough for reasoning models.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from chatgate.errors import (
+    ChatgateError,
+    NotFound,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamTimeout,
+)
+from chatgate.upstream.config import UpstreamTarget
+
+# Azure's response headers worth passing on to the client.
+_RETRY_HEADERS = ("retry-after", "retry-after-ms")
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A successful non-streaming answer: the body exactly as Azure sent it, and its usage."""
+
+    content: bytes
+    usage: dict[str, Any] | None
+    upstream_request_id: str | None
+
+
+def chat_completions_url(target: UpstreamTarget) -> str:
+    deployment = quote(target.deployment, safe="")
+    return f"{target.resource.endpoint}/openai/deployments/{deployment}/chat/completions"
+
+
+class AzureOpenAI:
+    """The Azure OpenAI data-plane client (chat completions)."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    def _request(self, target: UpstreamTarget, body: dict[str, Any]) -> httpx.Request:
+        return self._http.build_request(
+            "POST",
+            chat_completions_url(target),
+            params={"api-version": target.resource.api_version},
+            headers={"api-key": target.resource.api_key, "content-type": "application/json"},
+            content=json.dumps(body, separators=(",", ":")).encode(),
+        )
+
+    async def complete(self, target: UpstreamTarget, body: dict[str, Any]) -> Completion:
+        """POST a non-streaming request; return Azure's body or raise a ChatgateError."""
+        try:
+            response = await self._http.send(self._request(target, body))
+        except httpx.HTTPError as exc:
+            raise transport_error(exc) from None
+        if response.status_code >= 300:
+            raise status_error(target, response.status_code, response.content, response.headers)
+        try:
+            parsed = json.loads(response.content)
+            usage = parsed.get("usage") if isinstance(parsed, dict) else None
+        except ValueError:
+            raise UpstreamError("The upstream returned a response chatgate could not read.") from None
+        return Completion(
+            content=response.content,
+            usage=usage if isinstance(usage, dict) else None,
+            upstream_request_id=response.headers.get("apim-request-id"),
+        )
+
+    @asynccontextmanager
+    async def stream(self, target: UpstreamTarget, body: dict[str, Any]) -> AsyncIterator[httpx.Response]:
+        """POST a streaming request; yield the open response once Azure has answered with 2xx."""
+        try:
+            response = await self._http.send(self._request(target, body), stream=True)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc) from None
+        try:
+            if response.status_code >= 300:
+                try:
+                    content = await response.aread()
+                except httpx.HTTPError as exc:
+                    raise transport_error(exc) from None
+                raise status_error(target, response.status_code, content, response.headers)
+            yield response
+        finally:
+            await response.aclose()
+
+
+def transport_error(exc: httpx.HTTPError) -> ChatgateError:
+    """A failure to talk to Azure: timeouts are 504, everything else 502."""
+    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+        return UpstreamTimeout("The upstream did not respond in time. Please retry.")
+    return UpstreamError("The upstream could not be reached. Please retry.")
+
+
+def _error_object(content: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(content)
+    except ValueError:
+        return {}
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    return error if isinstance(error, dict) else {}
+
+
+def status_error(
+    target: UpstreamTarget, status: int, content: bytes, headers: httpx.Headers
+) -> ChatgateError:
+    """Map Azure's error status and body to what the client sees (the contract's "Errors" section)."""
+    error = _error_object(content)
+    message = error.get("message") if isinstance(error.get("message"), str) else None
+    code = error.get("code") if isinstance(error.get("code"), str) else None
+    if status >= 500:
+        return UpstreamError(f"The upstream failed with status {status}. Please retry.")
+    if status in (401, 403):
+        # chatgate's own Azure credentials were refused: an operator problem, not the caller's key.
+        return UpstreamError("The upstream refused chatgate's credentials. Contact your administrator.")
+    if status == 404:
+        return NotFound(
+            f"The model `{target.model}` is not deployed on the upstream resource for region "
+            f"'{target.region}'.",
+            param="model",
+            code="model_not_found",
+        )
+    if status == 408:
+        return UpstreamTimeout("The upstream did not respond in time. Please retry.")
+    if status == 429:
+        retry = {name: headers[name] for name in _RETRY_HEADERS if name in headers}
+        return UpstreamRejected(
+            429,
+            message or "The upstream is rate limiting requests. Please retry later.",
+            error_type="upstream_rate_limit",
+            param=None,
+            code="rate_limit_exceeded",
+            headers=retry,
+        )
+    extra = {k: v for k, v in error.items() if k not in ("message", "type", "param", "code")}
+    param = error.get("param")
+    return UpstreamRejected(
+        status if 400 <= status < 500 else 502,
+        message or f"The upstream rejected the request with status {status}.",
+        error_type="invalid_request_error",
+        param=param if isinstance(param, str) else None,
+        code=code,
+        extra=extra,
+    )

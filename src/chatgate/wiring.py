@@ -1,0 +1,90 @@
+"""The only place that builds clients: boto3 (DynamoDB, Secrets Manager), httpx, and the services on top.
+
+Called once per cold start from the app's lifespan, never at import time. boto3 honours the standard
+`AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_SECRETS_MANAGER` variables itself, which
+is how `chatgate dev` and the tests point it at an emulator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from chatgate.auth import Authenticator
+from chatgate.settings import Settings
+from chatgate.upstream.azure import AzureOpenAI
+from chatgate.upstream.config import UpstreamDirectory
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+
+@dataclass
+class Services:
+    """Everything a request needs, built once per instance."""
+
+    settings: Settings
+    authenticator: Authenticator
+    upstreams: UpstreamDirectory
+    azure: AzureOpenAI
+    http: httpx.AsyncClient
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+def aws_clients(settings: Settings) -> tuple[DynamoDBClient, SecretsManagerClient]:
+    """boto3 clients with short timeouts and few retries: a request must not hang on AWS."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        connect_timeout=2,
+        read_timeout=5,
+        retries={"max_attempts": 2, "mode": "standard"},
+        max_pool_connections=50,
+    )
+    session = boto3.session.Session()
+    return session.client("dynamodb", config=config), session.client("secretsmanager", config=config)
+
+
+def http_client(settings: Settings) -> httpx.AsyncClient:
+    """The upstream HTTP client: pooled, keep-alive, explicit timeouts."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(
+            settings.upstream_timeout_seconds,
+            connect=settings.upstream_connect_timeout_seconds,
+            pool=settings.upstream_connect_timeout_seconds,
+        ),
+        limits=httpx.Limits(
+            max_connections=settings.upstream_max_connections,
+            max_keepalive_connections=settings.upstream_max_connections,
+            keepalive_expiry=60,
+        ),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+def build_services(settings: Settings) -> Services:
+    from chatgate.stores.keys_dynamodb import DynamoDBKeyStore
+    from chatgate.stores.secrets import SecretsManagerSource
+
+    dynamodb, secretsmanager = aws_clients(settings)
+    secrets = SecretsManagerSource(secretsmanager, max_age=settings.secret_max_age_seconds)
+    http = http_client(settings)
+    return Services(
+        settings=settings,
+        authenticator=Authenticator(
+            DynamoDBKeyStore(dynamodb, settings.table_name), cache_seconds=settings.key_cache_seconds
+        ),
+        upstreams=UpstreamDirectory(
+            secrets, models=settings.models, secret_name=settings.upstream_secret_name
+        ),
+        azure=AzureOpenAI(http),
+        http=http,
+    )
