@@ -20,6 +20,7 @@ from chatgate.auth import Principal
 from chatgate.errors import ChatgateError, InvalidRequest, MethodNotAllowed, NotFound
 from chatgate.middleware import RequestContextMiddleware
 from chatgate.settings import Settings
+from chatgate.streaming import EventStreamResponse, StreamOutcome
 from chatgate.validation import parse_body, validate_chat_request
 from chatgate.wiring import Services, build_services
 
@@ -95,8 +96,17 @@ async def chat_completions(
     body = await read_body(request, services.settings.max_body_bytes)
     chat = validate_chat_request(parse_body(body))
     target = await services.upstreams.resolve(region, caller.workspace_id, chat.model)
-    completion = await services.azure.complete(target, chat.forward)
+    if chat.stream:
+        upstream = await services.azure.open_stream(target, chat.upstream_body())
+        return EventStreamResponse(
+            upstream, include_usage=chat.include_usage, headers={}, on_finish=_ignore_outcome
+        )
+    completion = await services.azure.complete(target, chat.upstream_body())
     return Response(completion.content, media_type="application/json")
+
+
+async def _ignore_outcome(_outcome: StreamOutcome) -> None:
+    return None
 
 
 async def healthz() -> dict[str, str]:

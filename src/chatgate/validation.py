@@ -33,6 +33,13 @@ class ChatRequest:
     max_completion_tokens: int | None
     forward: dict[str, Any] = field(repr=False)
 
+    def upstream_body(self) -> dict[str, Any]:
+        """The body sent to Azure. Streams always ask for the usage chunk: chatgate accounts with it,
+        and forwards it only if the client asked too."""
+        if self.stream:
+            return {**self.forward, "stream_options": {"include_usage": True}}
+        return self.forward
+
 
 def parse_body(raw: bytes) -> Any:
     """Parse the raw body as JSON, or refuse it with OpenAI's wording."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -76,23 +75,47 @@ class AzureOpenAI:
             upstream_request_id=response.headers.get("apim-request-id"),
         )
 
-    @asynccontextmanager
-    async def stream(self, target: UpstreamTarget, body: dict[str, Any]) -> AsyncIterator[httpx.Response]:
-        """POST a streaming request; yield the open response once Azure has answered with 2xx."""
+    async def open_stream(self, target: UpstreamTarget, body: dict[str, Any]) -> UpstreamStream:
+        """POST a streaming request and wait for Azure's status line: errors before the first byte are
+        raised here (so the client gets a proper HTTP error); a 2xx returns the open stream."""
         try:
             response = await self._http.send(self._request(target, body), stream=True)
         except httpx.HTTPError as exc:
             raise transport_error(exc) from None
+        if response.status_code >= 300:
+            try:
+                content = await response.aread()
+            except httpx.HTTPError as exc:
+                raise transport_error(exc) from None
+            finally:
+                await response.aclose()
+            raise status_error(target, response.status_code, content, response.headers)
+        return UpstreamStream(response)
+
+
+class UpstreamStream:
+    """An open Azure event stream: `data` payloads as they arrive; `aclose()` cancels the request."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+
+    async def data(self) -> AsyncIterator[bytes]:
+        """Each SSE `data:` payload, without framing; stops at `[DONE]`. Transport failures are raised
+        as ChatgateErrors (the caller turns them into an SSE error frame)."""
         try:
-            if response.status_code >= 300:
-                try:
-                    content = await response.aread()
-                except httpx.HTTPError as exc:
-                    raise transport_error(exc) from None
-                raise status_error(target, response.status_code, content, response.headers)
-            yield response
-        finally:
-            await response.aclose()
+            async for line in self._response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue  # blank separators, comments, event/id fields
+                payload = line[5:].strip()
+                if payload == "[DONE]":
+                    return
+                yield payload.encode()
+        except httpx.HTTPError as exc:
+            raise transport_error(exc) from None
+        raise UpstreamError("The upstream closed the stream before it was complete.")
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
 
 
 def transport_error(exc: httpx.HTTPError) -> ChatgateError:
