@@ -1,0 +1,1 @@
+"""Local development helpers: the built-in Azure OpenAI emulator used by `chatgate dev` and the tests."""
