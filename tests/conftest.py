@@ -35,7 +35,7 @@ def moto_url() -> Iterator[str]:
         os.environ.pop(name, None)
     os.environ.update(
         AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",  # noqa: S105
+        AWS_SECRET_ACCESS_KEY="testing",
         AWS_DEFAULT_REGION="eu-central-1",
     )
     os.environ.pop("AWS_PROFILE", None)
@@ -87,10 +87,17 @@ def seed_stack(settings: Settings, emulators: dict[str, RunningEmulator]) -> Non
         aws.put_secret(
             secretsmanager,
             settings.upstream_secret_name(region),
-            {"endpoint": emulators[region].url, "api_key": EMULATOR_KEYS[region], "api_version": "2024-10-21"},
+            {
+                "endpoint": emulators[region].url,
+                "api_key": EMULATOR_KEYS[region],
+                "api_version": "2024-10-21",
+            },
         )
     DynamoDBKeyStore(dynamodb, settings.table_name).create(
-        key_id=EVENT_KEY.split("_")[1], key_hash=hash_key(EVENT_KEY), workspace_id=EVENT_WORKSPACE, name="events"
+        key_id=EVENT_KEY.split("_")[1],
+        key_hash=hash_key(EVENT_KEY),
+        workspace_id=EVENT_WORKSPACE,
+        name="events",
     )
 
 

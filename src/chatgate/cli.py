@@ -160,11 +160,11 @@ class _LambdaContext:
         return 900_000
 
 
-def invoke_event(event: dict[str, Any]) -> dict[str, Any]:
+def invoke_event(event: dict[str, Any], handler: Any = None) -> dict[str, Any]:
     """Run the Lambda handler in-process on one API Gateway event, like `sam local invoke -e`."""
-    from chatgate.lambda_handler import handler
-
-    result: dict[str, Any] = handler(event, _LambdaContext())  # type: ignore[arg-type]
+    if handler is None:
+        from chatgate.lambda_handler import handler
+    result: dict[str, Any] = handler(event, _LambdaContext())
     return result
 
 

@@ -5,8 +5,17 @@ first request instead and keeps them for the life of the instance (the event loo
 is reused across invocations, so the pooled httpx client stays valid).
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 from mangum import Mangum
 
 from chatgate.asgi import app
 
-handler = Mangum(app, lifespan="off", api_gateway_base_path="/")
+
+def make_handler(asgi_app: Any) -> Mangum:
+    return Mangum(asgi_app, lifespan="off")
+
+
+handler = make_handler(app)

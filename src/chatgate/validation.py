@@ -44,7 +44,7 @@ class ChatRequest:
 def parse_body(raw: bytes) -> Any:
     """Parse the raw body as JSON, or refuse it with OpenAI's wording."""
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise InvalidRequest(
             "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
@@ -52,6 +52,10 @@ def parse_body(raw: bytes) -> Any:
             "valid JSON.)",
             code="invalid_json",
         ) from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN and Infinity: Python accepts them, JSON does not
 
 
 def validate_chat_request(body: Any) -> ChatRequest:

@@ -29,7 +29,9 @@ def test_seed_example_returns_azure_completion(gateway: str, stack: Stack) -> No
     assert completion.choices[0].message.content
     assert completion.choices[0].finish_reason == "stop"
     assert completion.usage is not None
-    assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
+    assert (
+        completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
+    )
     extra = completion.model_extra or {}
     assert extra["prompt_filter_results"][0]["content_filter_results"]["hate"]["filtered"] is False
 
@@ -197,11 +199,10 @@ def test_upstream_timeout_is_504(stack: Stack, monkeypatch: pytest.MonkeyPatch) 
     from tests.support.servers import serve
 
     monkeypatch.setenv("CHATGATE_UPSTREAM_TIMEOUT_SECONDS", "0.3")
-    with serve(create_app(Settings())) as url:
-        with pytest.raises(openai.APIStatusError) as caught:
-            client(url, stack.key).chat.completions.create(
-                model="gpt-4o", messages=[{"role": "user", "content": "[[slow:2000]] hi"}]
-            )
+    with serve(create_app(Settings())) as url, pytest.raises(openai.APIStatusError) as caught:
+        client(url, stack.key).chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "[[slow:2000]] hi"}]
+        )
     assert caught.value.status_code == 504
     assert caught.value.code == "upstream_timeout"
 

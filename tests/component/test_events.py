@@ -1,0 +1,60 @@
+"""Every payload in events/ runs through the Lambda handler (as `sam local invoke -e` / `chatgate invoke`
+would) and gets the status its scenario promises."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chatgate.app import create_app
+from chatgate.cli import invoke_event, main
+from chatgate.lambda_handler import make_handler
+from tests.conftest import Stack
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+# file name -> (status, error code or None)
+EXPECTED: dict[str, tuple[int, str | None]] = {
+    "chat_completions_success.json": (200, None),
+    "chat_completions_public_prefix.json": (200, None),
+    "chat_completions_stream.json": (200, None),
+    "chat_completions_bad_key.json": (401, "invalid_api_key"),
+    "chat_completions_unsupported_parameter.json": (400, "unsupported_value"),
+    "chat_completions_unknown_model.json": (404, "model_not_found"),
+    "chat_completions_unknown_region.json": (404, "region_not_found"),
+    "chat_completions_malformed_json.json": (400, "invalid_json"),
+    "chat_completions_content_filter.json": (400, "content_filter"),
+}
+
+
+def test_every_event_file_has_an_expectation() -> None:
+    files = {path.name for path in EVENTS.glob("*.json")}
+    assert files == set(EXPECTED), "add the new event to EXPECTED (or remove the stale entry)"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_event_through_the_lambda_handler(stack: Stack, name: str) -> None:
+    event = json.loads((EVENTS / name).read_text())
+    result = invoke_event(event, make_handler(create_app(stack.settings)))
+    status, code = EXPECTED[name]
+    assert result["statusCode"] == status, result["body"]
+    headers = {k.lower(): v for k, v in result["headers"].items()}
+    assert headers["x-request-id"].startswith("req_")
+    if code is None:
+        if "stream" in name:
+            assert headers["content-type"].startswith("text/event-stream")
+            assert result["body"].rstrip().endswith("data: [DONE]")
+        else:
+            assert json.loads(result["body"])["object"] == "chat.completion"
+    else:
+        assert json.loads(result["body"])["error"]["code"] == code
+
+
+def test_chatgate_invoke_prints_the_lambda_response(stack: Stack, capsys: pytest.CaptureFixture[Any]) -> None:
+    assert main(["invoke", str(EVENTS / "chat_completions_success.json")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["statusCode"] == 200
+    assert json.loads(printed["body"])["choices"][0]["message"]["content"]

@@ -1,0 +1,90 @@
+"""In-memory stand-ins for the adapters, so unit tests run the real app without AWS or sockets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+
+from chatgate.auth import ApiKey, Authenticator, hash_key, new_key
+from chatgate.settings import Settings
+from chatgate.upstream.azure import AzureOpenAI
+from chatgate.upstream.config import UpstreamDirectory
+from chatgate.wiring import Services
+
+
+class MemoryKeyStore:
+    def __init__(self) -> None:
+        self.keys: dict[str, ApiKey] = {}
+        self.reads = 0
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        self.reads += 1
+        return self.keys.get(key_id)
+
+    def add(self, workspace_id: str, **fields: Any) -> str:
+        key, key_id, _ = new_key()
+        self.keys[key_id] = ApiKey(key_id=key_id, workspace_id=workspace_id, key_hash=hash_key(key), **fields)
+        return key
+
+
+class MemorySecrets:
+    def __init__(self, values: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        self.values = dict(values or {})
+
+    async def get_json(self, name: str) -> Mapping[str, Any] | None:
+        return self.values.get(name)
+
+
+def azure_completion(model: str = "gpt-4o-2024-05-13") -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": model,
+        "system_fingerprint": "fp_1",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "logprobs": None,
+                "message": {"role": "assistant", "content": "hi"},
+            }
+        ],
+        "usage": {"prompt_tokens": 8, "completion_tokens": 1, "total_tokens": 9},
+    }
+
+
+def fake_services(
+    handler: Callable[[httpx.Request], httpx.Response] | None = None, **env: str
+) -> tuple[Services, MemoryKeyStore, list[httpx.Request]]:
+    """Services over memory stores and an httpx MockTransport upstream; returns (services, keys, sent)."""
+    settings = Settings(**env)  # type: ignore[arg-type]
+    sent: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return handler(request) if handler else httpx.Response(200, json=azure_completion())
+
+    keys = MemoryKeyStore()
+    secrets = MemorySecrets(
+        {
+            settings.upstream_secret_name(region): {
+                "endpoint": f"https://{region}.azure.test",
+                "api_key": "k",
+            }
+            for region in settings.regions
+        }
+    )
+    http = httpx.AsyncClient(transport=httpx.MockTransport(record))
+    services = Services(
+        settings=settings,
+        authenticator=Authenticator(keys, cache_seconds=30),
+        upstreams=UpstreamDirectory(
+            secrets, models=settings.models, secret_name=settings.upstream_secret_name
+        ),
+        azure=AzureOpenAI(http),
+        http=http,
+    )
+    return services, keys, sent

@@ -1,0 +1,85 @@
+"""Authenticate: every bad-key case is a 401, keys are cached briefly, revocation lands within the bound."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from chatgate.auth import Authenticator, hash_key, new_key, parse_key_id
+from chatgate.errors import InvalidApiKey
+from tests.fakes import MemoryKeyStore
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_new_keys_are_random_and_only_their_hash_is_kept() -> None:
+    key, key_id, key_hash = new_key()
+    assert parse_key_id(key) == key_id
+    assert key_hash == hash_key(key) and key not in key_hash
+    assert new_key()[0] != key
+    assert len(key) > 50
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer   ",
+        "Basic Zm9vOmJhcg==",
+        "Bearer sk-openai-key",
+        "Bearer cg_XYZ_abc",
+        "Bearer cg__x",
+    ],
+)
+async def test_malformed_or_missing_keys_are_401(header: str | None) -> None:
+    store = MemoryKeyStore()
+    with pytest.raises(InvalidApiKey) as caught:
+        await Authenticator(store).authenticate(header)
+    assert caught.value.status_code == 401 and caught.value.code == "invalid_api_key"
+    assert store.reads == 0  # malformed keys never reach DynamoDB
+
+
+async def test_unknown_and_wrong_secret_are_401_and_the_key_is_masked() -> None:
+    store = MemoryKeyStore()
+    key = store.add("acme")
+    wrong = key[:-4] + "AAAA"
+    with pytest.raises(InvalidApiKey) as caught:
+        await Authenticator(store).authenticate(f"Bearer {wrong}")
+    assert wrong not in caught.value.message
+    principal = await Authenticator(store).authenticate(f"Bearer {key}")
+    assert principal.workspace_id == "acme"
+
+
+async def test_warm_requests_use_the_cache_and_revocation_lands_within_the_bound() -> None:
+    store, clock = MemoryKeyStore(), Clock()
+    key = store.add("acme")
+    auth = Authenticator(store, cache_seconds=30, clock=clock)
+    for _ in range(5):
+        await auth.authenticate(f"Bearer {key}")
+    assert store.reads == 1
+
+    key_id = parse_key_id(key)
+    assert key_id
+    store.keys[key_id] = replace(store.keys[key_id], revoked_at=1)
+    clock.now += 29
+    await auth.authenticate(f"Bearer {key}")  # still cached: inside the stated bound
+    clock.now += 1.01
+    with pytest.raises(InvalidApiKey, match="revoked"):
+        await auth.authenticate(f"Bearer {key}")
+
+
+async def test_expired_keys_are_401() -> None:
+    store = MemoryKeyStore()
+    key = store.add("acme", expires_at=100)
+    auth = Authenticator(store, wall_clock=lambda: 101.0)
+    with pytest.raises(InvalidApiKey, match="expired"):
+        await auth.authenticate(f"Bearer {key}")

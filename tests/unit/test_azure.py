@@ -1,0 +1,105 @@
+"""What the client sees for each upstream answer (the contract's "Errors" section)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from chatgate.errors import ChatgateError
+from chatgate.upstream.azure import AzureOpenAI
+from chatgate.upstream.config import AzureResource, UpstreamTarget
+
+TARGET = UpstreamTarget(
+    region="eu",
+    model="gpt-4o",
+    resource=AzureResource(endpoint="https://r.azure.test", api_key="k", deployments={"gpt-4o": "dep"}),
+    deployment="dep",
+)
+CONTENT_FILTER = {
+    "error": {
+        "message": "The response was filtered",
+        "type": None,
+        "param": "prompt",
+        "code": "content_filter",
+        "status": 400,
+        "innererror": {
+            "code": "ResponsibleAIPolicyViolation",
+            "content_filter_result": {"hate": {"filtered": True}},
+        },
+    }
+}
+
+
+async def call(response: httpx.Response | Exception) -> ChatgateError:
+    def handler(_request: httpx.Request) -> httpx.Response:
+        if isinstance(response, Exception):
+            raise response
+        return response
+
+    client = AzureOpenAI(httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+    with pytest.raises(ChatgateError) as caught:
+        await client.complete(TARGET, {"model": "gpt-4o", "messages": []})
+    return caught.value
+
+
+async def test_content_filter_keeps_azure_details() -> None:
+    error = await call(httpx.Response(400, json=CONTENT_FILTER))
+    body = error.to_dict()["error"]
+    assert error.status_code == 400
+    assert body["code"] == "content_filter" and body["param"] == "prompt"
+    assert body["type"] == "invalid_request_error"
+    assert body["innererror"]["content_filter_result"]["hate"]["filtered"] is True
+
+
+async def test_429_keeps_retry_headers() -> None:
+    error = await call(
+        httpx.Response(
+            429,
+            json={"error": {"code": "429", "message": "slow down"}},
+            headers={"retry-after": "3", "retry-after-ms": "2500"},
+        )
+    )
+    assert error.status_code == 429
+    assert error.headers == {"retry-after": "3", "retry-after-ms": "2500"}
+    assert error.code == "rate_limit_exceeded"
+
+
+@pytest.mark.parametrize(
+    ("response", "status", "code"),
+    [
+        (httpx.Response(500, text="<html>boom</html>"), 502, "upstream_error"),
+        (
+            httpx.Response(503, json={"error": {"message": "internal db at 10.0.0.1 down"}}),
+            502,
+            "upstream_error",
+        ),
+        (httpx.Response(401, json={"error": {"code": "401"}}), 502, "upstream_error"),
+        (httpx.Response(404, json={"error": {"code": "DeploymentNotFound"}}), 404, "model_not_found"),
+        (httpx.Response(408), 504, "upstream_timeout"),
+        (httpx.Response(200, text="not json"), 502, "upstream_error"),
+        (httpx.ReadTimeout("slow"), 504, "upstream_timeout"),
+        (httpx.ConnectTimeout("no route"), 502, "upstream_error"),
+        (httpx.ConnectError("refused"), 502, "upstream_error"),
+        (httpx.RemoteProtocolError("reset"), 502, "upstream_error"),
+    ],
+)
+async def test_failures_map_to_gateway_statuses(
+    response: httpx.Response | Exception, status: int, code: str
+) -> None:
+    error = await call(response)
+    assert (error.status_code, error.code) == (status, code)
+    assert "10.0.0.1" not in error.message and "html" not in error.message
+
+
+async def test_other_4xx_pass_through_with_param() -> None:
+    error = await call(
+        httpx.Response(
+            400, json={"error": {"message": "bad tool schema", "param": "tools", "code": "invalid_value"}}
+        )
+    )
+    assert (error.status_code, error.param, error.code, error.message) == (
+        400,
+        "tools",
+        "invalid_value",
+        "bad tool schema",
+    )

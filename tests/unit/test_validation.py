@@ -1,0 +1,257 @@
+"""Every rule of the contract's "Request body" section, and no body at all produces anything but a 400."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chatgate.errors import InvalidRequest
+from chatgate.validation import parse_body, validate_chat_request
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+
+
+def body(**extra: Any) -> dict[str, Any]:
+    return {"model": "gpt-4o", "messages": MESSAGES, **extra}
+
+
+def rejected(value: Any) -> InvalidRequest:
+    with pytest.raises(InvalidRequest) as caught:
+        validate_chat_request(value)
+    error = caught.value
+    assert error.status_code == 400
+    assert error.error_type == "invalid_request_error"
+    assert error.message
+    return error
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"frequency_penalty": 2.5}, "frequency_penalty"),
+        ({"frequency_penalty": -2.01}, "frequency_penalty"),
+        ({"presence_penalty": "1"}, "presence_penalty"),
+        ({"presence_penalty": True}, "presence_penalty"),
+        ({"logit_bias": {"50256": -101}}, "logit_bias.50256"),
+        ({"logit_bias": {"50256": 1.5}}, "logit_bias.50256"),
+        ({"logit_bias": {"hello": 1}}, "logit_bias"),
+        ({"logit_bias": [1]}, "logit_bias"),
+        ({"logprobs": "yes"}, "logprobs"),
+        ({"top_logprobs": 5}, "top_logprobs"),
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        ({"logprobs": True, "top_logprobs": 2.0}, "top_logprobs"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"max_tokens": 1.5}, "max_tokens"),
+        ({"max_completion_tokens": -1}, "max_completion_tokens"),
+        ({"response_format": {"type": "yaml"}}, "response_format.type"),
+        ({"response_format": "json"}, "response_format"),
+        ({"response_format": {}}, "response_format.type"),
+        ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
+        ({"seed": 2**63}, "seed"),
+        ({"seed": "1"}, "seed"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"stop": 3}, "stop"),
+        ({"stop": ["a", 1]}, "stop[1]"),
+        ({"temperature": 2.1}, "temperature"),
+        ({"temperature": -0.1}, "temperature"),
+        ({"top_p": 1.01}, "top_p"),
+        ({"tools": []}, "tools"),
+        ({"tools": TOOLS * 129}, "tools"),
+        ({"tools": [{"type": "function", "function": {}}]}, "tools[0].function.name"),
+        ({"tools": [{"type": "retrieval"}]}, "tools[0].type"),
+        ({"tool_choice": "sometimes", "tools": TOOLS}, "tool_choice"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"tool_choice": {"type": "function", "function": {"name": "other"}}, "tools": TOOLS}, "tool_choice"),
+        ({"functions": []}, "functions"),
+        ({"functions": [{"name": "f"}] * 129}, "functions"),
+        ({"function_call": "required", "functions": [{"name": "f"}]}, "function_call"),
+        ({"function_call": {"name": "g"}, "functions": [{"name": "f"}]}, "function_call"),
+        ({"user": 42}, "user"),
+        ({"stream": "true"}, "stream"),
+        # The contract's table of the four unsupported parameters.
+        ({"n": 2}, "n"),
+        ({"n": 0}, "n"),
+        ({"service_tier": "flex"}, "service_tier"),
+        ({"parallel_tool_calls": False}, "parallel_tool_calls"),
+        ({"stream_options": {"include_usage": True}}, "stream_options"),
+        ({"stream": False, "stream_options": {"include_usage": True}}, "stream_options"),
+        (
+            {"stream": True, "stream_options": {"include_obfuscation": False}},
+            "stream_options.include_obfuscation",
+        ),
+        ({"stream": True, "stream_options": {"include_usage": "yes"}}, "stream_options.include_usage"),
+        # Unknown top-level fields are named.
+        ({"frobnicate": 1}, "frobnicate"),
+    ],
+)
+def test_each_rule_rejects_with_the_param_named(extra: dict[str, Any], param: str) -> None:
+    assert rejected(body(**extra)).param == param
+
+
+@pytest.mark.parametrize(
+    ("value", "param"),
+    [
+        ({"model": "gpt-4o"}, "messages"),
+        ({"messages": MESSAGES}, "model"),
+        ({"model": "gpt-4o", "messages": []}, "messages"),
+        ({"model": "gpt-4o", "messages": "hi"}, "messages"),
+        ({"model": "gpt-4o", "messages": [{"content": "hi"}]}, "messages[0].role"),
+        ({"model": "gpt-4o", "messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role"),
+        ({"model": "gpt-4o", "messages": ["hi"]}, "messages[0]"),
+        ({"model": "gpt-4o", "messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+        ({"model": 4, "messages": MESSAGES}, "model"),
+        ({"model": "", "messages": MESSAGES}, "model"),
+    ],
+)
+def test_required_fields(value: dict[str, Any], param: str) -> None:
+    assert rejected(value).param == param
+
+
+def test_messages_say_what_was_expected_and_received() -> None:
+    error = rejected(body(temperature=3))
+    assert error.message == (
+        "Invalid 'temperature': decimal above maximum value. Expected a value <= 2, but got 3 instead."
+    )
+    assert rejected(body(frobnicate=1)).message == "Unrecognized request argument supplied: frobnicate"
+    assert "expected a decimal, but got a string" in rejected(body(top_p="1")).message
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"n": 1},
+        {"n": None},
+        {"service_tier": "auto"},
+        {"service_tier": "default"},
+        {"parallel_tool_calls": True, "tools": TOOLS},
+        {"stream": True, "stream_options": {"include_usage": False}},
+        {"stream": True, "stream_options": {"include_usage": True}},
+        {"stream": True, "stream_options": None},
+    ],
+)
+def test_values_that_change_nothing_are_accepted_and_not_forwarded(extra: dict[str, Any]) -> None:
+    request = validate_chat_request(body(**extra))
+    for name in ("n", "service_tier", "parallel_tool_calls", "stream_options"):
+        assert name not in request.forward
+
+
+def test_every_supported_parameter_is_forwarded() -> None:
+    full = body(
+        frequency_penalty=-2,
+        presence_penalty=2,
+        logit_bias={"50256": -100, "11": 100},
+        logprobs=True,
+        top_logprobs=20,
+        max_tokens=10,
+        max_completion_tokens=10,
+        response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {}}},
+        seed=-(2**63),
+        stop=["a", "b", "c", "d"],
+        temperature=0,
+        top_p=1,
+        tools=TOOLS,
+        tool_choice={"type": "function", "function": {"name": "lookup"}},
+        user="u",
+        metadata={"a": "b"},
+        store=False,
+        reasoning_effort="low",
+    )
+    request = validate_chat_request(full)
+    assert request.forward == full
+    assert request.max_completion_tokens == 10
+    assert request.stream is False
+
+
+def test_stream_usage_is_always_requested_upstream() -> None:
+    plain = validate_chat_request(body(stream=True))
+    assert plain.include_usage is False
+    assert plain.upstream_body()["stream_options"] == {"include_usage": True}
+    asked = validate_chat_request(body(stream=True, stream_options={"include_usage": True}))
+    assert asked.include_usage is True
+    assert "stream_options" not in validate_chat_request(body()).upstream_body()
+
+
+def test_nulls_are_accepted_and_dropped() -> None:
+    request = validate_chat_request(body(temperature=None, tools=None, tool_choice=None, stop=None))
+    assert request.forward == body()
+
+
+def test_deprecated_functions_are_validated() -> None:
+    request = validate_chat_request(body(functions=[{"name": "f"}], function_call={"name": "f"}))
+    assert request.forward["function_call"] == {"name": "f"}
+
+
+@pytest.mark.parametrize(
+    "raw", [b"", b"{", b"nul", b"\xff\xfe", b'{"temperature": NaN}', b"[" * 100_000 + b"]" * 100_000]
+)
+def test_malformed_json_is_400(raw: bytes) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_body(raw)
+    assert caught.value.code == "invalid_json"
+
+
+@pytest.mark.parametrize("value", [[], "text", 1, None, True])
+def test_body_must_be_an_object(value: Any) -> None:
+    rejected(value)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+param_names = st.sampled_from(
+    [
+        "messages",
+        "model",
+        "temperature",
+        "top_p",
+        "tools",
+        "tool_choice",
+        "functions",
+        "function_call",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "stop",
+        "n",
+        "stream",
+        "stream_options",
+        "response_format",
+        "seed",
+        "max_tokens",
+        "service_tier",
+        "parallel_tool_calls",
+        "user",
+        "unknown",
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(param_names, json_values, max_size=8))
+def test_any_body_is_accepted_or_a_400(value: dict[str, Any]) -> None:
+    try:
+        request = validate_chat_request(value)
+    except InvalidRequest as error:
+        assert error.status_code == 400
+        json.dumps(error.to_dict())
+    else:
+        json.dumps(request.forward)
+        assert request.model == value["model"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=64))
+def test_any_bytes_parse_or_are_a_400(raw: bytes) -> None:
+    try:
+        parse_body(raw)
+    except InvalidRequest as error:
+        assert error.status_code == 400
