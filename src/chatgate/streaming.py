@@ -19,7 +19,7 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from chatgate.errors import ChatgateError, UpstreamError
+from chatgate.errors import ChatgateError, InternalError, UpstreamError
 from chatgate.upstream.azure import UpstreamStream
 
 logger = logging.getLogger(__name__)
@@ -88,36 +88,61 @@ class EventStreamResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         outcome = self.outcome
+        request_id = str((scope.get("state") or {}).get("request_id", "-"))
+        relayed = False
         try:
             async with anyio.create_task_group() as group:
 
                 async def watch_disconnect() -> None:
                     while (await receive())["type"] != "http.disconnect":
                         pass
-                    outcome.status = "disconnected"
+                    if not relayed:
+                        outcome.status = "disconnected"
                     group.cancel_scope.cancel()
 
                 group.start_soon(watch_disconnect)
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 200,
-                        "headers": [(k.encode(), v.encode()) for k, v in self.stream_headers.items()],
-                    }
-                )
-                await self._relay(send)
+                await self._relay(send, request_id)
+                relayed = True
                 group.cancel_scope.cancel()
-        except OSError:
-            outcome.status = "disconnected"  # the socket went away while we were writing
         finally:
             with anyio.CancelScope(shield=True):
-                await self.upstream.aclose()
-                try:
-                    await self.on_finish(outcome)
-                except Exception:
-                    logger.exception("reconciling a stream failed")
+                await self._wrap_up()
 
-    async def _relay(self, send: Send) -> None:
+    async def _wrap_up(self) -> None:
+        """Cancel the upstream request (a no-op once it completed) and report the outcome, whatever
+        happened before; nothing raised here may reach the server once the response has started."""
+        try:
+            await self.upstream.aclose()
+        except Exception:
+            logger.exception("closing the upstream stream failed")
+        try:
+            await self.on_finish(self.outcome)
+        except Exception:
+            logger.exception("reconciling a stream failed")
+        if self.background is not None:  # FastAPI attaches the route's BackgroundTasks here
+            try:
+                await self.background()
+            except Exception:
+                logger.exception("a background task of a stream failed")
+
+    async def _relay(self, send: Send, request_id: str) -> None:
+        """Send the status line, every upstream event as it arrives, then `[DONE]` or one error frame.
+        Never raises (except cancellation): after the status line an error can only be an SSE frame."""
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(k.encode(), v.encode()) for k, v in self.stream_headers.items()],
+                }
+            )
+            last = await self._forward(send, request_id)
+            await send({"type": "http.response.body", "body": last, "more_body": False})
+        except OSError:
+            self.outcome.status = "disconnected"  # the socket went away while we were writing
+
+    async def _forward(self, send: Send, request_id: str) -> bytes:
+        """Forward the upstream events; return the stream's last frame (`[DONE]` or an error frame)."""
         outcome = self.outcome
         try:
             async for payload in self.upstream.data():
@@ -133,13 +158,16 @@ class EventStreamResponse(Response):
                             continue  # chatgate asked for it; the client did not
                     _collect_text(outcome, chunk)
                 await send({"type": "http.response.body", "body": sse(payload), "more_body": True})
+        except OSError:
+            raise  # the client's socket, not the upstream (whose failures arrive as ChatgateErrors)
         except ChatgateError as error:
             outcome.status = "failed"
-            await send({"type": "http.response.body", "body": error_frame(error), "more_body": False})
-            return
+            return error_frame(error)
         except ValueError:
             outcome.status = "failed"
-            unreadable = UpstreamError("The upstream sent an event chatgate could not read.")
-            await send({"type": "http.response.body", "body": error_frame(unreadable), "more_body": False})
-            return
-        await send({"type": "http.response.body", "body": DONE, "more_body": False})
+            return error_frame(UpstreamError("The upstream sent an event chatgate could not read."))
+        except Exception:
+            logger.exception("relaying a stream failed request_id=%s", request_id)
+            outcome.status = "failed"
+            return error_frame(InternalError(request_id))
+        return DONE

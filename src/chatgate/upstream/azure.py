@@ -110,8 +110,10 @@ class UpstreamStream:
                 if payload == "[DONE]":
                     return
                 yield payload.encode()
-        except httpx.HTTPError as exc:
-            raise transport_error(exc) from None
+        except httpx.TimeoutException:
+            raise UpstreamTimeout("The upstream stopped sending the response in time.") from None
+        except httpx.HTTPError:
+            raise UpstreamError("The upstream connection failed while streaming the response.") from None
         raise UpstreamError("The upstream closed the stream before it was complete.")
 
     async def aclose(self) -> None:
