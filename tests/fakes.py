@@ -8,10 +8,12 @@ from typing import Any
 import httpx
 
 from chatgate.auth import ApiKey, Authenticator, hash_key, new_key
+from chatgate.ratelimit import AddResult, Counts, Limits, RateLimiter
 from chatgate.settings import Settings
 from chatgate.upstream.azure import AzureOpenAI
 from chatgate.upstream.config import UpstreamDirectory
 from chatgate.wiring import Services
+from chatgate.workspaces import WorkspaceDirectory
 
 
 class MemoryKeyStore:
@@ -35,6 +37,37 @@ class MemorySecrets:
 
     async def get_json(self, name: str) -> Mapping[str, Any] | None:
         return self.values.get(name)
+
+
+class MemoryCounters:
+    """A CounterStore in a dict (single event loop, so atomic by construction)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, Counts] = {}
+
+    async def try_add(
+        self, key: str, *, requests: int, tokens: int, max_requests: int, max_tokens: int, expires_at: int
+    ) -> AddResult:
+        now = self.counts.get(key, Counts())
+        if now.requests + requests > max_requests or now.tokens + tokens > max_tokens:
+            return AddResult(False, now)
+        self.counts[key] = Counts(now.requests + requests, now.tokens + tokens)
+        return AddResult(True, self.counts[key])
+
+    async def add_tokens(self, key: str, tokens: int, *, expires_at: int) -> None:
+        now = self.counts.get(key, Counts())
+        self.counts[key] = Counts(now.requests, now.tokens + tokens)
+
+    async def read(self, key: str) -> Counts:
+        return self.counts.get(key, Counts())
+
+
+class MemoryLimits:
+    def __init__(self) -> None:
+        self.limits: dict[str, dict[str, Limits]] = {}
+
+    async def get_limits(self, workspace_id: str) -> dict[str, Limits]:
+        return dict(self.limits.get(workspace_id, {}))
 
 
 def azure_completion(model: str = "gpt-4o-2024-05-13") -> dict[str, Any]:
@@ -78,13 +111,21 @@ def fake_services(
         }
     )
     http = httpx.AsyncClient(transport=httpx.MockTransport(record))
-    services = Services(
+    return memory_services(settings, keys, secrets, http), keys, sent
+
+
+def memory_services(
+    settings: Settings, keys: MemoryKeyStore, secrets: MemorySecrets, http: httpx.AsyncClient
+) -> Services:
+    """Real domain objects over in-memory stores: what a warm instance has, minus AWS."""
+    return Services(
         settings=settings,
-        authenticator=Authenticator(keys, cache_seconds=30),
+        authenticator=Authenticator(keys, cache_seconds=3600),
         upstreams=UpstreamDirectory(
             secrets, models=settings.models, secret_name=settings.upstream_secret_name
         ),
+        workspaces=WorkspaceDirectory(MemoryLimits(), Limits.from_settings(settings)),
+        limiter=RateLimiter.from_settings(MemoryCounters(), settings),
         azure=AzureOpenAI(http),
         http=http,
     )
-    return services, keys, sent

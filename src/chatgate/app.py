@@ -14,13 +14,15 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chatgate.auth import Principal
 from chatgate.errors import ChatgateError, InvalidRequest, MethodNotAllowed, NotFound
 from chatgate.middleware import RequestContextMiddleware
 from chatgate.settings import Settings
-from chatgate.streaming import EventStreamResponse, StreamOutcome
+from chatgate.streaming import EventStreamResponse
+from chatgate.usage import Accounting, prompt_tokens
 from chatgate.validation import parse_body, validate_chat_request
 from chatgate.wiring import Services, build_services
 
@@ -93,20 +95,39 @@ async def chat_completions(
     region: Region, caller: Caller, request: Request, services: ServicesDep
 ) -> Response:
     """POST /openai/{region}/v1/chat/completions"""
-    body = await read_body(request, services.settings.max_body_bytes)
-    chat = validate_chat_request(parse_body(body))
+    raw = await read_body(request, services.settings.max_body_bytes)
+    chat = validate_chat_request(parse_body(raw))
     target = await services.upstreams.resolve(region, caller.workspace_id, chat.model)
+
+    prompt = await prompt_tokens(chat.model, chat.forward, len(raw))
+    allowance = chat.max_completion_tokens or services.settings.default_completion_reserve
+    limits = await services.workspaces.limits(caller.workspace_id, chat.model)
+    reservation = await services.limiter.reserve(caller.workspace_id, chat.model, prompt + allowance, limits)
+    accounting = Accounting(services.limiter, reservation, chat.model, prompt)
+    headers = reservation.headers()
+
+    try:
+        if chat.stream:
+            upstream = await services.azure.open_stream(target, chat.upstream_body())
+        else:
+            completion = await services.azure.complete(target, chat.upstream_body())
+    except ChatgateError as error:
+        await accounting.failed()
+        error.headers = {**headers, **error.headers}
+        raise
     if chat.stream:
-        upstream = await services.azure.open_stream(target, chat.upstream_body())
         return EventStreamResponse(
-            upstream, include_usage=chat.include_usage, headers={}, on_finish=_ignore_outcome
+            upstream,
+            include_usage=chat.include_usage,
+            headers=headers,
+            on_finish=accounting.stream_finished,
         )
-    completion = await services.azure.complete(target, chat.upstream_body())
-    return Response(completion.content, media_type="application/json")
-
-
-async def _ignore_outcome(_outcome: StreamOutcome) -> None:
-    return None
+    return Response(
+        completion.content,
+        media_type="application/json",
+        headers=headers,
+        background=BackgroundTask(accounting.completed, completion.usage),
+    )
 
 
 async def healthz() -> dict[str, str]:

@@ -4,6 +4,7 @@
     chatgate keys create --workspace W [--name N] [--expires-in-days D]
     chatgate keys list --workspace W
     chatgate keys revoke KEY_ID
+    chatgate workspaces limits set --workspace W --model M --rpm N --tpm N   (and show / remove)
     chatgate invoke EVENT.json
 
 Key administration and `invoke` use the AWS endpoints boto3 finds in the environment (AWS_ENDPOINT_URL*
@@ -60,6 +61,24 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = key_commands.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id")
     revoke.set_defaults(run=run_keys_revoke)
+
+    workspaces = commands.add_parser("workspaces", help="per-workspace settings: rate limits")
+    workspace_commands = workspaces.add_subparsers(title="workspaces commands", required=True)
+    limits = workspace_commands.add_parser("limits", help="per-model rate-limit overrides")
+    limit_commands = limits.add_subparsers(title="limits commands", required=True)
+    limits_set = limit_commands.add_parser("set", help="override a workspace's limits for one model")
+    limits_set.add_argument("--workspace", required=True)
+    limits_set.add_argument("--model", required=True, help="a model name, or '*' for every model")
+    limits_set.add_argument("--rpm", type=int, required=True, help="requests per window")
+    limits_set.add_argument("--tpm", type=int, required=True, help="tokens per window")
+    limits_set.set_defaults(run=run_limits_set)
+    limits_show = limit_commands.add_parser("show", help="show a workspace's overrides")
+    limits_show.add_argument("--workspace", required=True)
+    limits_show.set_defaults(run=run_limits_show)
+    limits_remove = limit_commands.add_parser("remove", help="go back to the stack's default limits")
+    limits_remove.add_argument("--workspace", required=True)
+    limits_remove.add_argument("--model", required=True)
+    limits_remove.set_defaults(run=run_limits_remove)
 
     invoke = commands.add_parser("invoke", help="run the Lambda handler on an API Gateway event file")
     invoke.add_argument("event", help="path to an API Gateway REST proxy event (JSON)")
@@ -141,6 +160,48 @@ def _print_table(rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+# --- workspaces -----------------------------------------------------------------------------------------
+
+
+def _workspace_store(settings: Settings) -> Any:
+    from chatgate.stores.workspaces_dynamodb import DynamoDBWorkspaceStore
+    from chatgate.wiring import aws_clients
+
+    dynamodb, _ = aws_clients(settings)
+    return DynamoDBWorkspaceStore(dynamodb, settings.table_name)
+
+
+def run_limits_set(args: argparse.Namespace) -> int:
+    from chatgate.ratelimit import Limits
+
+    if args.rpm < 0 or args.tpm < 0:
+        print("chatgate: --rpm and --tpm must not be negative", file=sys.stderr)
+        return 2
+    settings = Settings()
+    _workspace_store(settings).set_limits(args.workspace, args.model, Limits(args.rpm, args.tpm))
+    print(
+        f"workspace {args.workspace}, model {args.model}: {args.rpm} requests and {args.tpm} tokens per "
+        f"{settings.rate_window_seconds} s (effective within {settings.key_cache_seconds:g} s)"
+    )
+    return 0
+
+
+def run_limits_show(args: argparse.Namespace) -> int:
+    settings = Settings()
+    rows = [("MODEL", "RPM", "TPM")]
+    rows.append(("(default)", str(settings.rpm_limit), str(settings.tpm_limit)))
+    for model, limits in sorted(_workspace_store(settings).list_limits(args.workspace).items()):
+        rows.append((model, str(limits.requests), str(limits.tokens)))
+    _print_table(rows)
+    return 0
+
+
+def run_limits_remove(args: argparse.Namespace) -> int:
+    _workspace_store(Settings()).remove_limits(args.workspace, args.model)
+    print(f"workspace {args.workspace}, model {args.model}: back to the default limits")
+    return 0
 
 
 # --- invoke -------------------------------------------------------------------------------------------

@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from chatgate.auth import Authenticator
+from chatgate.ratelimit import Limits, RateLimiter
 from chatgate.settings import Settings
 from chatgate.upstream.azure import AzureOpenAI
 from chatgate.upstream.config import UpstreamDirectory
+from chatgate.workspaces import WorkspaceDirectory
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -29,11 +31,14 @@ class Services:
     settings: Settings
     authenticator: Authenticator
     upstreams: UpstreamDirectory
+    workspaces: WorkspaceDirectory
+    limiter: RateLimiter
     azure: AzureOpenAI
     http: httpx.AsyncClient
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def aclose(self) -> None:
+        await self.limiter.drain()
         await self.http.aclose()
 
 
@@ -71,9 +76,13 @@ def http_client(settings: Settings) -> httpx.AsyncClient:
 
 
 def build_services(settings: Settings) -> Services:
+    from chatgate import tokens
     from chatgate.stores.keys_dynamodb import DynamoDBKeyStore
+    from chatgate.stores.ratelimit_dynamodb import DynamoDBCounterStore
     from chatgate.stores.secrets import SecretsManagerSource
+    from chatgate.stores.workspaces_dynamodb import DynamoDBWorkspaceStore
 
+    tokens.preload(settings.models)  # the tokenizers load once per cold start, never on a request
     dynamodb, secretsmanager = aws_clients(settings)
     secrets = SecretsManagerSource(secretsmanager, max_age=settings.secret_max_age_seconds)
     http = http_client(settings)
@@ -84,6 +93,14 @@ def build_services(settings: Settings) -> Services:
         ),
         upstreams=UpstreamDirectory(
             secrets, models=settings.models, secret_name=settings.upstream_secret_name
+        ),
+        workspaces=WorkspaceDirectory(
+            DynamoDBWorkspaceStore(dynamodb, settings.table_name),
+            Limits.from_settings(settings),
+            cache_seconds=settings.key_cache_seconds,
+        ),
+        limiter=RateLimiter.from_settings(
+            DynamoDBCounterStore(dynamodb, settings.rate_limit_table_name), settings
         ),
         azure=AzureOpenAI(http),
         http=http,

@@ -242,7 +242,9 @@ def start_emulator(
     state = state if state is not None else EmulatorState()
     threading.Thread(target=preload_encodings, name="emulator-tokenizers", daemon=True).start()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets whose proto says TCP; without it
+    # small writes wait for delayed ACKs (~40 ms per response on a kept-alive connection).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

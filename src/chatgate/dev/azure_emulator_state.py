@@ -123,8 +123,9 @@ class EmulatorState:
             return self._changed.wait_for(lambda: predicate(self), timeout)
 
     def reset(self) -> None:
-        """Forget recorded requests, stream counters and rate-limit usage."""
+        """Forget recorded requests, stream counters and rate-limit usage; stop any pacing."""
         with self._changed:
+            self.chunk_delay_s = self.first_chunk_delay_s = 0.0
             self.requests.clear()
             self.cancelled_streams = self.completed_streams = self.errored_streams = 0
             self.stream_cancelled.clear()

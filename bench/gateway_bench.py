@@ -1,0 +1,143 @@
+"""Gateway overhead and cold start, measured side by side in one run (run by hand, not in CI).
+
+    .venv/bin/python bench/gateway_bench.py [--requests 400]
+
+1. Added latency per non-streaming request on a warm instance, AWS calls excluded: the same request sent
+   directly to the Azure emulator and through the gateway (uvicorn on loopback; keys, upstream settings
+   and workspace limits in memory as a warm instance has them cached; the rate limiter's counters in
+   memory instead of DynamoDB; prompt tokenization included), interleaved one by one. Reports p50/p99
+   of each and the difference of the medians.
+2. Cold start: a fresh Python process that imports the Lambda handler and answers its first event (AWS on
+   moto, upstream on the emulator), from process start to the printed response; and the import alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.fakes import MemoryKeyStore, MemorySecrets, memory_services  # noqa: E402
+from tests.support.servers import serve  # noqa: E402
+
+from chatgate.app import create_app  # noqa: E402
+from chatgate.dev.azure_emulator import EmulatorState, start_emulator  # noqa: E402
+from chatgate.settings import Settings  # noqa: E402
+from chatgate.wiring import http_client  # noqa: E402
+
+BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Write a short poem about cats."}]}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def added_latency(requests: int) -> None:
+    emulator = start_emulator(EmulatorState(api_key="bench"))
+    settings = Settings()
+    keys = MemoryKeyStore()
+    key = keys.add("bench")
+    secrets = MemorySecrets(
+        {
+            settings.upstream_secret_name(region): {"endpoint": emulator.url, "api_key": "bench"}
+            for region in settings.regions
+        }
+    )
+    services = memory_services(settings, keys, secrets, http_client(settings))
+    direct_url = f"{emulator.url}/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21"
+    with serve(create_app(services=services)) as gateway, httpx.Client() as client:
+        gateway_url = f"{gateway}/openai/eu/v1/chat/completions"
+        direct_headers = {"api-key": "bench"}
+        gateway_headers = {"authorization": f"Bearer {key}"}
+        for _ in range(30):  # warm both paths (connections, caches, tokenizer)
+            client.post(direct_url, json=BODY, headers=direct_headers).raise_for_status()
+            client.post(gateway_url, json=BODY, headers=gateway_headers).raise_for_status()
+        direct: list[float] = []
+        through: list[float] = []
+        for _ in range(requests):
+            start = time.perf_counter()
+            client.post(direct_url, json=BODY, headers=direct_headers).raise_for_status()
+            direct.append((time.perf_counter() - start) * 1000)
+            start = time.perf_counter()
+            client.post(gateway_url, json=BODY, headers=gateway_headers).raise_for_status()
+            through.append((time.perf_counter() - start) * 1000)
+    emulator.stop()
+    print(f"non-streaming request, {requests} each, interleaved (ms)")
+    print(f"{'path':<10}{'p50':>8}{'p99':>8}")
+    for name, values in (("direct", direct), ("gateway", through)):
+        print(f"{name:<10}{percentile(values, 0.5):>8.2f}{percentile(values, 0.99):>8.2f}")
+    diffs = [g - d for g, d in zip(through, direct, strict=True)]
+    print(
+        f"added by the gateway: p50 {statistics.median(through) - statistics.median(direct):.2f} ms "
+        f"(median of pairwise differences {statistics.median(diffs):.2f} ms)"
+    )
+
+
+COLD = r"""
+import json, os, sys, time
+t0 = float(os.environ["BENCH_T0"])
+from chatgate.lambda_handler import handler
+imported = time.time()
+from chatgate.cli import invoke_event
+event = json.load(open(sys.argv[1]))
+result = invoke_event(event, handler)
+done = time.time()
+print(json.dumps({"status": result["statusCode"], "import_ms": (imported - t0) * 1000,
+                  "total_ms": (done - t0) * 1000}))
+"""
+
+
+def cold_start(runs: int) -> None:
+    from tests.conftest import EMULATOR_KEYS, seed_stack
+
+    from chatgate.dev import aws
+
+    for name in aws.AWS_ENDPOINT_VARIABLES:
+        os.environ.pop(name, None)
+    aws.use_local_credentials()
+    server, url = aws.start_moto()
+    os.environ["AWS_ENDPOINT_URL"] = url
+    emulators = {r: start_emulator(EmulatorState(api_key=k)) for r, k in EMULATOR_KEYS.items()}
+    seed_stack(Settings(), emulators)
+    event = ROOT / "events" / "chat_completions_success.json"
+    imports, totals = [], []
+    for _ in range(runs):
+        env = {**os.environ, "BENCH_T0": repr(time.time())}
+        out = subprocess.run(
+            [sys.executable, "-c", COLD, str(event)], env=env, capture_output=True, text=True, check=True
+        ).stdout
+        result = json.loads(out.strip().splitlines()[-1])
+        assert result["status"] == 200, result
+        imports.append(result["import_ms"])
+        totals.append(result["total_ms"])
+    print(
+        f"cold start, {runs} fresh processes (ms): process start -> handler imported p50 "
+        f"{statistics.median(imports):.0f}; -> first event answered p50 {statistics.median(totals):.0f}"
+    )
+    for emulator in emulators.values():
+        emulator.stop()
+    server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--cold-runs", type=int, default=7)
+    args = parser.parse_args()
+    added_latency(args.requests)
+    cold_start(args.cold_runs)
+
+
+if __name__ == "__main__":
+    main()
