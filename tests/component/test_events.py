@@ -12,7 +12,7 @@ import pytest
 from chatgate.app import create_app
 from chatgate.cli import invoke_event, main
 from chatgate.lambda_handler import make_handler
-from tests.conftest import Stack
+from tests.conftest import EVENT_WORKSPACE, Stack
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -27,7 +27,10 @@ EXPECTED: dict[str, tuple[int, str | None]] = {
     "chat_completions_unknown_region.json": (404, "region_not_found"),
     "chat_completions_malformed_json.json": (400, "invalid_json"),
     "chat_completions_content_filter.json": (400, "content_filter"),
+    "chat_completions_rate_limited.json": (429, "rate_limit_exceeded"),
 }
+# Scenarios that need state first: the workspace has already used its budget.
+BUDGET_USED = {"chat_completions_rate_limited.json"}
 
 
 def test_every_event_file_has_an_expectation() -> None:
@@ -38,7 +41,29 @@ def test_every_event_file_has_an_expectation() -> None:
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_event_through_the_lambda_handler(stack: Stack, name: str) -> None:
     event = json.loads((EVENTS / name).read_text())
-    result = invoke_event(event, make_handler(create_app(stack.settings)))
+    handler = make_handler(create_app(stack.settings))
+    if name in BUDGET_USED:
+        model = json.loads(event["body"])["model"]
+        assert (
+            main(
+                [
+                    "workspaces",
+                    "limits",
+                    "set",
+                    "--workspace",
+                    EVENT_WORKSPACE,
+                    "--model",
+                    model,
+                    "--rpm",
+                    "1",
+                    "--tpm",
+                    "100000",
+                ]
+            )
+            == 0
+        )
+        assert invoke_event(event, handler)["statusCode"] == 200
+    result = invoke_event(event, handler)
     status, code = EXPECTED[name]
     assert result["statusCode"] == status, result["body"]
     headers = {k.lower(): v for k, v in result["headers"].items()}
@@ -51,6 +76,8 @@ def test_event_through_the_lambda_handler(stack: Stack, name: str) -> None:
             assert json.loads(result["body"])["object"] == "chat.completion"
     else:
         assert json.loads(result["body"])["error"]["code"] == code
+    if status in (200, 429):
+        assert headers["x-ratelimit-limit-requests"]
 
 
 def test_chatgate_invoke_prints_the_lambda_response(stack: Stack, capsys: pytest.CaptureFixture[Any]) -> None:
