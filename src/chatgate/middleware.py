@@ -56,12 +56,11 @@ class RequestContextMiddleware:
                 await _send_json(send, 500, InternalError(request_id).to_json(), [header])
         finally:
             logger.info(
-                "%s %s %s %.1fms request_id=%s",
+                "%s %s %s %.1fms",
                 scope.get("method"),
                 scope.get("path"),
                 status,
                 (time.perf_counter() - started) * 1000,
-                request_id,
             )
             request_id_var.reset(token)
 
