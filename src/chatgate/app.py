@@ -35,7 +35,7 @@ PREFIXES = ("", "/api/public")
 # --- dependencies: each is one step of the pipeline, named for what the route receives ---------------
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     """The instance's services; built on first use where no lifespan ran (the Mangum handler)."""
     services: Services | None = request.app.state.services
     if services is None:
@@ -46,7 +46,7 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def served_region(region: str, services: ServicesDep) -> str:
+async def served_region(region: str, services: ServicesDep) -> str:
     """The path's region, if this stack serves it (data residency: each region has its own upstream)."""
     regions = services.settings.regions
     if region not in regions:
@@ -103,7 +103,7 @@ async def chat_completions(
     allowance = chat.max_completion_tokens or services.settings.default_completion_reserve
     limits = await services.workspaces.limits(caller.workspace_id, chat.model)
     reservation = await services.limiter.reserve(caller.workspace_id, chat.model, prompt + allowance, limits)
-    accounting = Accounting(services.limiter, reservation, chat.model, prompt)
+    accounting = Accounting(services.limiter, reservation, chat.model, prompt, services.usage)
     headers = reservation.headers()
 
     try:
