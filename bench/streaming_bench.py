@@ -93,30 +93,18 @@ def run_emulator(ready: Any, chunk_delay_s: float) -> None:
 
 def run_gateway(ready: Any, emulator_url: str, key_out: Any) -> None:
     """The gateway with in-memory keys and secrets (a warm instance's caches), real upstream client."""
-    from tests.fakes import MemoryKeyStore, MemorySecrets
+    from tests.fakes import MemoryKeyStore, MemorySecrets, memory_services
 
     from chatgate.app import create_app
-    from chatgate.auth import Authenticator
     from chatgate.settings import Settings
-    from chatgate.upstream.azure import AzureOpenAI
-    from chatgate.upstream.config import UpstreamDirectory
-    from chatgate.wiring import Services, http_client
+    from chatgate.wiring import http_client
 
     settings = Settings()
     keys = MemoryKeyStore()
     key_out.put(keys.add("bench"))
     secret = {"endpoint": emulator_url, "api_key": EMULATOR_KEY, "api_version": "2024-10-21"}
     secrets = MemorySecrets({settings.upstream_secret_name(region): secret for region in settings.regions})
-    http = http_client(settings)
-    services = Services(
-        settings=settings,
-        authenticator=Authenticator(keys, cache_seconds=3600),
-        upstreams=UpstreamDirectory(
-            secrets, models=settings.models, secret_name=settings.upstream_secret_name
-        ),
-        azure=AzureOpenAI(http),
-        http=http,
-    )
+    services = memory_services(settings, keys, secrets, http_client(settings))
     _serve(create_app(services=services), ready)
 
 

@@ -10,8 +10,10 @@ import httpx
 from chatgate.auth import ApiKey, Authenticator, hash_key, new_key
 from chatgate.ratelimit import AddResult, Counts, Limits, RateLimiter
 from chatgate.settings import Settings
+from chatgate.tokens import TokenUsage
 from chatgate.upstream.azure import AzureOpenAI
 from chatgate.upstream.config import UpstreamDirectory
+from chatgate.usage import UsageLedger, UsageRecord
 from chatgate.wiring import Services
 from chatgate.workspaces import WorkspaceDirectory
 
@@ -60,6 +62,29 @@ class MemoryCounters:
 
     async def read(self, key: str) -> Counts:
         return self.counts.get(key, Counts())
+
+
+class MemoryUsage:
+    """A UsageStore in a dict of UsageRecords."""
+
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str, str], UsageRecord] = {}
+
+    async def add(self, workspace_id: str, day: str, model: str, usage: TokenUsage) -> None:
+        old = self.records.get((workspace_id, day, model)) or UsageRecord(workspace_id, day, model)
+        counted = usage.source == "counted"
+        self.records[(workspace_id, day, model)] = UsageRecord(
+            workspace_id,
+            day,
+            model,
+            requests=old.requests + 1,
+            prompt_tokens=old.prompt_tokens + usage.prompt_tokens,
+            completion_tokens=old.completion_tokens + usage.completion_tokens,
+            counted_requests=old.counted_requests + counted,
+            counted_prompt_tokens=old.counted_prompt_tokens + (usage.prompt_tokens if counted else 0),
+            counted_completion_tokens=old.counted_completion_tokens
+            + (usage.completion_tokens if counted else 0),
+        )
 
 
 class MemoryLimits:
@@ -126,6 +151,7 @@ def memory_services(
         ),
         workspaces=WorkspaceDirectory(MemoryLimits(), Limits.from_settings(settings)),
         limiter=RateLimiter.from_settings(MemoryCounters(), settings),
+        usage=UsageLedger(MemoryUsage()),
         azure=AzureOpenAI(http),
         http=http,
     )

@@ -17,6 +17,7 @@ from chatgate.ratelimit import Limits, RateLimiter
 from chatgate.settings import Settings
 from chatgate.upstream.azure import AzureOpenAI
 from chatgate.upstream.config import UpstreamDirectory
+from chatgate.usage import UsageLedger
 from chatgate.workspaces import WorkspaceDirectory
 
 if TYPE_CHECKING:
@@ -33,12 +34,14 @@ class Services:
     upstreams: UpstreamDirectory
     workspaces: WorkspaceDirectory
     limiter: RateLimiter
+    usage: UsageLedger
     azure: AzureOpenAI
     http: httpx.AsyncClient
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def aclose(self) -> None:
         await self.limiter.drain()
+        await self.usage.drain()
         await self.http.aclose()
 
 
@@ -80,6 +83,7 @@ def build_services(settings: Settings) -> Services:
     from chatgate.stores.keys_dynamodb import DynamoDBKeyStore
     from chatgate.stores.ratelimit_dynamodb import DynamoDBCounterStore
     from chatgate.stores.secrets import SecretsManagerSource
+    from chatgate.stores.usage_dynamodb import DynamoDBUsageStore
     from chatgate.stores.workspaces_dynamodb import DynamoDBWorkspaceStore
 
     tokens.preload(settings.models)  # the tokenizers load once per cold start, never on a request
@@ -102,6 +106,7 @@ def build_services(settings: Settings) -> Services:
         limiter=RateLimiter.from_settings(
             DynamoDBCounterStore(dynamodb, settings.rate_limit_table_name), settings
         ),
+        usage=UsageLedger(DynamoDBUsageStore(dynamodb, settings.table_name)),
         azure=AzureOpenAI(http),
         http=http,
     )

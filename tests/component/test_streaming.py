@@ -2,15 +2,13 @@
 behind it, clients reading with time-stamped arrivals (ASGI test transports buffer whole responses, so
 they could not show that chunks are relayed as they come).
 
-What the reconciliation step is told (the StreamOutcome) is captured by wrapping the `on_finish` that the
-route hands to EventStreamResponse, whatever the route does with it.
+What the reconciliation step is told (the StreamOutcome) is captured by tests/support/outcomes.py.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import queue
 import re
 import time
 from collections.abc import Iterator
@@ -26,8 +24,8 @@ from chatgate.app import create_app
 from chatgate.cli import invoke_event
 from chatgate.lambda_handler import make_handler
 from chatgate.settings import Settings
-from chatgate.streaming import EventStreamResponse, StreamOutcome
 from tests.conftest import EMULATOR_KEYS, Stack
+from tests.support.outcomes import Outcomes, record_outcomes
 from tests.support.servers import serve
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -124,35 +122,9 @@ def sdk(gateway: str, key: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{gateway}/openai/eu/v1", api_key=key, max_retries=0)
 
 
-class Outcomes:
-    """The StreamOutcomes handed to `on_finish`, in the order the streams ended (any thread)."""
-
-    def __init__(self) -> None:
-        self._queue: queue.Queue[StreamOutcome] = queue.Queue()
-
-    def put(self, outcome: StreamOutcome) -> None:
-        self._queue.put(outcome)
-
-    def next(self, timeout: float = 3.0) -> StreamOutcome:
-        return self._queue.get(timeout=timeout)
-
-
 @pytest.fixture
 def outcomes(monkeypatch: pytest.MonkeyPatch) -> Outcomes:
-    recorded = Outcomes()
-    original = EventStreamResponse.__init__
-
-    def recording_init(self: EventStreamResponse, *args: Any, on_finish: Any, **kwargs: Any) -> None:
-        async def on_finish_and_record(outcome: StreamOutcome) -> None:
-            try:
-                await on_finish(outcome)
-            finally:
-                recorded.put(outcome)
-
-        original(self, *args, on_finish=on_finish_and_record, **kwargs)
-
-    monkeypatch.setattr(EventStreamResponse, "__init__", recording_init)
-    return recorded
+    return record_outcomes(monkeypatch)
 
 
 # --- no buffering -----------------------------------------------------------------------------------------

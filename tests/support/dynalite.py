@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import boto3
 from botocore.config import Config
 
-from chatgate.stores.schema import rate_limit_table
+from chatgate.stores.schema import data_table, rate_limit_table
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -103,4 +103,10 @@ def client(endpoint: str, *, pool: int = 64, attempts: int = 2, timeout: float =
 def create_rate_limit_table(dynamodb: DynamoDBClient, name: str) -> str:
     """Create the rate-limit table (chatgate's own schema) and return its name."""
     dynamodb.create_table(**rate_limit_table(name))  # ACTIVE at once: dynalite runs with --createTableMs 0
+    return name
+
+
+def create_data_table(dynamodb: DynamoDBClient, name: str) -> str:
+    """Create the data table (keys, limits, usage records; chatgate's own schema) and return its name."""
+    dynamodb.create_table(**data_table(name))
     return name

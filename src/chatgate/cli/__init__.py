@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from chatgate.cli import dev, invoke, keys, workspaces
+from chatgate.cli import dev, invoke, keys, usage, workspaces
 from chatgate.cli.invoke import invoke_event
 from chatgate.cli.keys import create_key
 
@@ -46,5 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
     dev.register(commands)
     keys.register(commands)
     workspaces.register(commands)
+    usage.register(commands)
     invoke.register(commands)
     return parser

@@ -1,0 +1,109 @@
+"""Usage records on DynamoDB semantics (dynalite, which serialises updates per item like DynamoDB; moto does
+not): concurrent requests on several instances never lose an update, so the records add up exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+
+import openai
+import pytest
+
+from chatgate.app import create_app
+from chatgate.cli import create_key
+from chatgate.settings import Settings
+from chatgate.stores.usage_dynamodb import DynamoDBUsageStore
+from chatgate.tokens import TokenUsage
+from chatgate.usage import UsageLedger
+from tests.conftest import Stack
+from tests.support import dynalite as dl
+from tests.support.servers import serve
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    with dl.dynalite() as url:
+        yield url
+
+
+@pytest.fixture
+def table(endpoint: str) -> str:
+    return dl.create_data_table(dl.client(endpoint), f"chatgate-{uuid.uuid4().hex[:8]}")
+
+
+async def test_concurrent_adds_from_four_instances_lose_nothing(endpoint: str, table: str) -> None:
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=48))
+    ledgers = [UsageLedger(DynamoDBUsageStore(dl.client(endpoint), table)) for _ in range(4)]
+    rng = random.Random(7)
+    usages = [
+        TokenUsage(rng.randint(1, 5000), rng.randint(0, 2000), rng.choice(["azure", "counted"]))
+        for _ in range(200)
+    ]
+    await asyncio.gather(
+        *(ledgers[i % 4].record("acme", "2025-03-01", "gpt-4o", u) for i, u in enumerate(usages))
+    )
+
+    [record] = DynamoDBUsageStore(dl.client(endpoint), table).list("acme", "2025-03-01", "2025-03-01")
+    counted = [u for u in usages if u.source == "counted"]
+    assert record.requests == 200
+    assert record.prompt_tokens == sum(u.prompt_tokens for u in usages)
+    assert record.completion_tokens == sum(u.completion_tokens for u in usages)
+    assert record.counted_requests == len(counted)
+    assert record.counted_prompt_tokens == sum(u.prompt_tokens for u in counted)
+    assert record.counted_completion_tokens == sum(u.completion_tokens for u in counted)
+
+
+@pytest.fixture
+def gateways(stack: Stack, endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Two gateway instances whose DynamoDB is dynalite (secrets stay on moto)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
+    client = dl.client(endpoint)
+    suffix = uuid.uuid4().hex[:8]
+    monkeypatch.setenv("CHATGATE_TABLE_NAME", dl.create_data_table(client, f"data-{suffix}"))
+    monkeypatch.setenv("CHATGATE_RATE_LIMIT_TABLE_NAME", dl.create_rate_limit_table(client, f"rl-{suffix}"))
+    with ExitStack() as running:
+        yield [running.enter_context(serve(create_app(Settings()))) for _ in range(2)]
+
+
+async def test_concurrent_requests_on_two_instances_add_up_exactly(
+    gateways: list[str], endpoint: str
+) -> None:
+    settings = Settings()
+    key = create_key(settings, "acme", "load")
+    clients = [
+        openai.AsyncOpenAI(base_url=f"{url}/openai/eu/v1", api_key=key, max_retries=0) for url in gateways
+    ]
+
+    async def one(i: int) -> tuple[int, int]:
+        client = clients[i % 2]
+        messages = [{"role": "user", "content": f"[[words:{1 + i % 13}]] request {i}"}]
+        if i % 2:
+            completion = await client.chat.completions.create(model="gpt-4o", messages=messages)
+            assert completion.usage is not None
+            return completion.usage.prompt_tokens, completion.usage.completion_tokens
+        stream = await client.chat.completions.create(
+            model="gpt-4o", messages=messages, stream=True, stream_options={"include_usage": True}
+        )
+        usage = [chunk.usage async for chunk in stream if chunk.usage is not None]
+        return usage[0].prompt_tokens, usage[0].completion_tokens
+
+    seen = await asyncio.gather(*(one(i) for i in range(40)))
+    for client in clients:
+        await client.close()
+
+    store = DynamoDBUsageStore(dl.client(endpoint), settings.table_name)
+    for _ in range(100):  # the last writes finish just after the last responses
+        records = store.list("acme", "2000-01-01", "2100-01-01")
+        if records and records[0].requests == 40:
+            break
+        await asyncio.sleep(0.05)
+    [record] = records
+    assert record.model == "gpt-4o"
+    assert record.requests == 40
+    assert record.prompt_tokens == sum(p for p, _ in seen)
+    assert record.completion_tokens == sum(c for _, c in seen)
+    assert record.counted_requests == 0
