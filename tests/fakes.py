@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -22,10 +23,19 @@ class MemoryKeyStore:
     def __init__(self) -> None:
         self.keys: dict[str, ApiKey] = {}
         self.reads = 0
+        self.touches: list[tuple[str, int]] = []
 
     async def get(self, key_id: str) -> ApiKey | None:
         self.reads += 1
         return self.keys.get(key_id)
+
+    async def touch(self, key_id: str, now: int, *, older_than: int) -> bool:
+        self.touches.append((key_id, now))
+        key = self.keys.get(key_id)
+        if key is None or (key.last_used_at is not None and key.last_used_at >= older_than):
+            return False
+        self.keys[key_id] = replace(key, last_used_at=now)
+        return True
 
     def add(self, workspace_id: str, **fields: Any) -> str:
         key, key_id, _ = new_key()

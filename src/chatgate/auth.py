@@ -4,12 +4,19 @@ A key looks like `cg_<key_id>_<secret>`. Only its SHA-256 is stored (keys are 25
 hash is safe; there is nothing to brute-force). The key id is the lookup key, so a request costs one
 GetItem, and a warm instance answers from a small in-memory cache: revoking a key takes effect within
 `CHATGATE_KEY_CACHE_SECONDS` (30 s by default) on every instance.
+
+A key's last use is recorded cheaply: at most once per key per `CHATGATE_KEY_LAST_USED_INTERVAL_SECONDS`
+(5 minutes by default) per instance, skipped when the stored record already shows a use that recent, and
+written by a background task (never on the request's critical path) with a conditional UpdateItem that
+only moves `last_used_at` forward past the interval, so instances racing for the same key write once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 from collections import OrderedDict
@@ -18,6 +25,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from chatgate.errors import InvalidApiKey
+
+logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "cg"
 _CACHE_MAX_ENTRIES = 10_000
@@ -56,6 +65,11 @@ class KeyStore(Protocol):
     """Where keys live (DynamoDB in production: stores/keys_dynamodb.py)."""
 
     async def get(self, key_id: str) -> ApiKey | None: ...
+
+    async def touch(self, key_id: str, now: int, *, older_than: int) -> bool:
+        """Set the key's last_used_at to `now` if it is missing or older than `older_than`; True if
+        written. Must not create a key that does not exist."""
+        ...
 
 
 def hash_key(key: str) -> str:
@@ -108,14 +122,19 @@ class Authenticator:
         store: KeyStore,
         *,
         cache_seconds: float = 30.0,
+        last_used_interval: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._cache_seconds = cache_seconds
+        self._last_used_interval = last_used_interval
         self._clock = clock
         self._wall_clock = wall_clock
         self._cache: OrderedDict[str, tuple[float, ApiKey]] = OrderedDict()
+        # key id -> the latest use this instance knows is recorded (wall clock seconds)
+        self._recorded_use: OrderedDict[str, float] = OrderedDict()
+        self._pending: set[asyncio.Task[None]] = set()
 
     async def authenticate(self, authorization: str | None) -> Principal:
         key = bearer_token(authorization)
@@ -126,7 +145,33 @@ class Authenticator:
         if not record.usable_at(self._wall_clock()):
             state = "revoked" if record.revoked else "expired"
             raise InvalidApiKey(f"The API key provided has been {state}: {_masked(key)}.")
+        self._note_use(record)
         return Principal(workspace_id=record.workspace_id, key_id=record.key_id)
+
+    async def drain(self) -> None:
+        """Wait for last-used writes still in flight (at shutdown, or in tests)."""
+        while self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+
+    def _note_use(self, record: ApiKey) -> None:
+        """Start recording this use in the background, unless a use within the interval is on record."""
+        now = self._wall_clock()
+        known = max(self._recorded_use.get(record.key_id, 0.0), float(record.last_used_at or 0))
+        if now - known < self._last_used_interval:
+            return
+        self._recorded_use[record.key_id] = now
+        self._recorded_use.move_to_end(record.key_id)
+        while len(self._recorded_use) > _CACHE_MAX_ENTRIES:
+            self._recorded_use.popitem(last=False)
+        task = asyncio.get_running_loop().create_task(self._record_use(record.key_id, now))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _record_use(self, key_id: str, now: float) -> None:
+        try:
+            await self._store.touch(key_id, int(now), older_than=int(now - self._last_used_interval) + 1)
+        except Exception as exc:  # best effort: the request has been served already
+            logger.warning("recording the last use of key %s failed: %s", key_id, exc)
 
     async def _lookup(self, key_id: str) -> ApiKey | None:
         now = self._clock()

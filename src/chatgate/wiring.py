@@ -42,6 +42,7 @@ class Services:
     async def aclose(self) -> None:
         await self.limiter.drain()
         await self.usage.drain()
+        await self.authenticator.drain()
         await self.http.aclose()
 
 
@@ -93,7 +94,9 @@ def build_services(settings: Settings) -> Services:
     return Services(
         settings=settings,
         authenticator=Authenticator(
-            DynamoDBKeyStore(dynamodb, settings.table_name), cache_seconds=settings.key_cache_seconds
+            DynamoDBKeyStore(dynamodb, settings.table_name),
+            cache_seconds=settings.key_cache_seconds,
+            last_used_interval=settings.key_last_used_interval_seconds,
         ),
         upstreams=UpstreamDirectory(
             secrets, models=settings.models, secret_name=settings.upstream_secret_name

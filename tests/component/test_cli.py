@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import time
+from datetime import datetime
+
 import boto3
 import openai
 import pytest
@@ -29,10 +33,24 @@ def test_key_lifecycle(stack: Stack, gateway: str, capsys: pytest.CaptureFixture
     client = openai.OpenAI(base_url=f"{gateway}/openai/eu/v1", api_key=key, max_retries=0)
     client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
 
+    key_id = key.split("_")[1]
+    deadline = time.monotonic() + 3
+    while True:  # the last use is written in the background, after the response
+        _, out, _ = run(capsys, "keys", "list", "--workspace", "acme", "--json")
+        [listed] = json.loads(out)["keys"]
+        if listed["last_used_at"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert listed["key_id"] == key_id and listed["name"] == "ci pipeline" and listed["status"] == "active"
+    assert abs(datetime.fromisoformat(listed["last_used_at"]).timestamp() - time.time()) < 60
+    assert key not in out and key.split("_", 2)[2] not in out
+
     code, out, _ = run(capsys, "keys", "list", "--workspace", "acme")
     assert code == 0
-    key_id = key.split("_")[1]
-    assert key_id in out and "ci pipeline" in out and "active" in out
+    header, row = out.splitlines()
+    assert header.split() == ["KEY_ID", "NAME", "CREATED", "LAST", "USED", "EXPIRES", "STATUS"]
+    assert row.startswith(key_id) and "ci pipeline" in row and row.endswith("active")
+    assert row.count("Z ") == 2  # created and last used are times; it never expires ("-")
     assert key not in out and key.split("_", 2)[2] not in out
 
     code, out, _ = run(capsys, "keys", "revoke", key_id)

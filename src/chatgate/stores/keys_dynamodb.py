@@ -20,6 +20,10 @@ class KeyNotFound(LookupError):
     """No key with that id."""
 
 
+class KeyStoreError(Exception):
+    """A write to the key store failed; the message names the operation and the error code only."""
+
+
 def _key_pk(key_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"KEY#{key_id}"}, "sk": {"S": "KEY"}}
 
@@ -62,6 +66,31 @@ class DynamoDBKeyStore:
             ) from exc
         item = response.get("Item")
         return _from_item(item) if item else None
+
+    async def touch(self, key_id: str, now: int, *, older_than: int) -> bool:
+        """Record a use: last_used_at = now, only if it is missing or older than `older_than` (so
+        instances racing for the same key write once per interval) and only on an existing key."""
+        return await asyncio.to_thread(self._touch, key_id, now, older_than)
+
+    def _touch(self, key_id: str, now: int, older_than: int) -> bool:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_key_pk(key_id),
+                UpdateExpression="SET last_used_at = :now",
+                ConditionExpression=(
+                    "attribute_exists(pk) AND (attribute_not_exists(last_used_at) OR last_used_at < :since)"
+                ),
+                ExpressionAttributeValues={":now": {"N": str(now)}, ":since": {"N": str(older_than)}},
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "Unknown")
+            if code == "ConditionalCheckFailedException":
+                return False  # another instance recorded a use within the interval (or the key is gone)
+            raise KeyStoreError(f"DynamoDB UpdateItem failed: {code}") from None
+        except BotoCoreError as exc:
+            raise KeyStoreError(f"DynamoDB UpdateItem failed: {type(exc).__name__}") from None
+        return True
 
     # Administration (CLI): synchronous, outside the request path.
 
