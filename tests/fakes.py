@@ -125,9 +125,12 @@ def azure_completion(model: str = "gpt-4o-2024-05-13") -> dict[str, Any]:
 
 
 def fake_services(
-    handler: Callable[[httpx.Request], httpx.Response] | None = None, **env: str
+    handler: Callable[[httpx.Request], httpx.Response] | None = None,
+    secrets: Mapping[str, Mapping[str, Any]] | None = None,
+    **env: str,
 ) -> tuple[Services, MemoryKeyStore, list[httpx.Request]]:
-    """Services over memory stores and an httpx MockTransport upstream; returns (services, keys, sent)."""
+    """Services over memory stores and an httpx MockTransport upstream; returns (services, keys, sent).
+    `secrets` adds to the regions' upstream secrets (bring-your-own-keys ones, say)."""
     settings = Settings(**env)  # type: ignore[arg-type]
     sent: list[httpx.Request] = []
 
@@ -136,17 +139,12 @@ def fake_services(
         return handler(request) if handler else httpx.Response(200, json=azure_completion())
 
     keys = MemoryKeyStore()
-    secrets = MemorySecrets(
-        {
-            settings.upstream_secret_name(region): {
-                "endpoint": f"https://{region}.azure.test",
-                "api_key": "k",
-            }
-            for region in settings.regions
-        }
-    )
+    upstreams = {
+        settings.upstream_secret_name(region): {"endpoint": f"https://{region}.azure.test", "api_key": "k"}
+        for region in settings.regions
+    }
     http = httpx.AsyncClient(transport=httpx.MockTransport(record))
-    return memory_services(settings, keys, secrets, http), keys, sent
+    return memory_services(settings, keys, MemorySecrets({**upstreams, **(secrets or {})}), http), keys, sent
 
 
 def memory_services(
@@ -157,7 +155,10 @@ def memory_services(
         settings=settings,
         authenticator=Authenticator(keys, cache_seconds=3600),
         upstreams=UpstreamDirectory(
-            secrets, models=settings.models, secret_name=settings.upstream_secret_name
+            secrets,
+            models=settings.models,
+            secret_name=settings.upstream_secret_name,
+            byok_secret_name=settings.byok_secret_name,
         ),
         workspaces=WorkspaceDirectory(MemoryLimits(), Limits.from_settings(settings)),
         limiter=RateLimiter.from_settings(MemoryCounters(), settings),

@@ -7,6 +7,7 @@ is how `chatgate dev` and the tests point it at an emulator.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,10 +47,24 @@ class Services:
         await self.http.aclose()
 
 
+# botocore logs whole request and response bodies at DEBUG: Secrets Manager values (Azure keys) would be
+# in them. Its loggers never go below INFO, whatever level the root logger or CHATGATE_LOG_LEVEL asks for.
+_AWS_LOGGERS = ("botocore", "boto3", "aws_lambda_powertools.utilities.parameters")
+
+
+def keep_secrets_out_of_aws_debug_logs() -> None:
+    for name in _AWS_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level < logging.INFO:  # NOTSET (inherit) included
+            logger.setLevel(logging.INFO)
+
+
 def aws_clients(settings: Settings) -> tuple[DynamoDBClient, SecretsManagerClient]:
     """boto3 clients with short timeouts and few retries: a request must not hang on AWS."""
     import boto3
     from botocore.config import Config
+
+    keep_secrets_out_of_aws_debug_logs()
 
     config = Config(
         connect_timeout=2,
@@ -99,7 +114,10 @@ def build_services(settings: Settings) -> Services:
             last_used_interval=settings.key_last_used_interval_seconds,
         ),
         upstreams=UpstreamDirectory(
-            secrets, models=settings.models, secret_name=settings.upstream_secret_name
+            secrets,
+            models=settings.models,
+            secret_name=settings.upstream_secret_name,
+            byok_secret_name=settings.byok_secret_name,
         ),
         workspaces=WorkspaceDirectory(
             DynamoDBWorkspaceStore(dynamodb, settings.table_name),

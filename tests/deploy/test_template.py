@@ -282,29 +282,57 @@ def test_function_role_reaches_exactly_the_stacks_tables_secret_and_log_group(tr
                 "${SecretPrefix}/byok/*/${RegionLabel}-??????"
             }
         ): {"secretsmanager:GetSecretValue"},
+        repr(
+            {
+                "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
+                "${SecretPrefix}/byok/*/${RegionLabel}"
+            }
+        ): {"secretsmanager:GetSecretValue"},
     }
 
 
-def test_byok_secrets_of_the_other_region_are_out_of_reach(template):
-    """The EU function can read eu BYOK secrets and not us ones (data residency)."""
+def _byok_patterns(template: dict[str, Any]) -> list[re.Pattern[str]]:
+    """The statement's BYOK resources as regexes, for the eu stack of account 123456789012."""
     statement = next(
         s
         for policy in template["Resources"]["ChatCompletionsFunctionRole"]["Properties"]["Policies"]
         for s in policy["PolicyDocument"]["Statement"]
         if s.get("Sid") == "ReadUpstreamAndOwnRegionByokSecrets"
     )
-    pattern = substitute(
-        sub_text(statement["Resource"][1]),
-        {"AWS::Partition": "aws", "AWS::Region": "eu-central-1", "AWS::AccountId": "123456789012"}
-        | {"SecretPrefix": "chatgate", "RegionLabel": "eu"},
-    )
-    regex = re.compile("^" + re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".") + "$")
-    settings = Settings(secret_prefix="chatgate")
-    arn = "arn:aws:secretsmanager:eu-central-1:123456789012:secret:{}-AbCdEf"
+    patterns = []
+    for resource in statement["Resource"][1:]:
+        pattern = substitute(
+            sub_text(resource),
+            {"AWS::Partition": "aws", "AWS::Region": "eu-central-1", "AWS::AccountId": "123456789012"}
+            | {"SecretPrefix": "chatgate", "RegionLabel": "eu"},
+        )
+        patterns.append(re.compile("^" + re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".") + "$"))
+    return patterns
 
-    assert regex.match(arn.format(settings.byok_secret_name("acme", "eu")))
-    assert not regex.match(arn.format(settings.byok_secret_name("acme", "us")))
-    assert not regex.match(arn.format(settings.upstream_secret_name("us")))
+
+ARN = "arn:aws:secretsmanager:eu-central-1:123456789012:secret:{}"
+
+
+def test_byok_secrets_of_the_other_region_are_out_of_reach(template):
+    """The EU function can read eu BYOK secrets and not us ones (data residency)."""
+    settings = Settings(secret_prefix="chatgate")
+    secret_arn = ARN + "-AbCdEf"
+    readable = [p for p in _byok_patterns(template) if p.match(secret_arn.format("chatgate/byok/acme/eu"))]
+
+    assert len(readable) == 1  # existing secrets: only through the suffixed pattern
+    assert readable[0].match(secret_arn.format(settings.byok_secret_name("acme", "eu")))
+    for pattern in _byok_patterns(template):
+        assert not pattern.match(secret_arn.format(settings.byok_secret_name("acme", "us")))
+        assert not pattern.match(secret_arn.format(settings.upstream_secret_name("us")))
+        assert not pattern.match(ARN.format(settings.byok_secret_name("acme", "us")))
+
+
+def test_a_byok_lookup_of_a_workspace_without_one_is_allowed_to_find_nothing(template):
+    """A name with no secret is authorised as its suffix-less ARN: allowed, so Secrets Manager answers
+    ResourceNotFoundException (cached as "no BYOK") and not AccessDeniedException (a 503 for everyone)."""
+    settings = Settings(secret_prefix="chatgate")
+    unsuffixed = ARN.format(settings.byok_secret_name("globex", "eu"))
+    assert any(pattern.match(unsuffixed) for pattern in _byok_patterns(template))
 
 
 # --- data -----------------------------------------------------------------------------------------

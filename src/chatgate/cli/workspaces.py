@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from chatgate.cli import byok
 from chatgate.cli.common import Commands, dynamodb, fail, print_table, runs
 from chatgate.settings import Settings
 
@@ -16,6 +17,7 @@ def register(commands: Commands) -> None:
     workspaces = commands.add_parser("workspaces", help="per-workspace settings: rate limits, own Azure")
     workspace_commands = workspaces.add_subparsers(title="workspaces commands", required=True)
     _register_limits(workspace_commands)
+    byok.register(workspace_commands)
 
 
 def _register_limits(workspace_commands: Commands) -> None:

@@ -22,9 +22,16 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Distinct secret names remembered per instance (the stack's upstreams plus one BYOK lookup per workspace
+# and region); past this the cache starts over rather than grow without bound.
+_CACHE_MAX_ENTRIES = 10_000
+
 
 class SecretsManagerSource:
-    """JSON secrets by name, cached for `max_age` seconds (found or not found)."""
+    """JSON secrets by name, cached for `max_age` seconds (found or not found).
+
+    None means "no such secret" (or one scheduled for deletion); a secret whose value is not a JSON
+    object reads as an empty mapping, so callers can tell "absent" from "present but unusable"."""
 
     def __init__(
         self,
@@ -52,6 +59,9 @@ class SecretsManagerSource:
             if cached is not None and self._clock() - cached[0] < self._max_age:
                 return cached[1]
             value = await asyncio.to_thread(self._fetch, name)
+            if len(self._cache) >= _CACHE_MAX_ENTRIES:
+                self._cache.clear()
+                self._locks = {name: lock}
             self._cache[name] = (self._clock(), value)
             return value
 
@@ -72,22 +82,41 @@ class SecretsManagerSource:
             value = self._provider.get(name, transform="json", max_age=0, force_fetch=True)
         except TransformParameterError:
             logger.error("secret %s does not hold JSON", name)
-            return None
+            return {}
         except GetParameterError as exc:
             if _is_not_found(exc):
                 return None
-            logger.error("reading secret %s failed: %s", name, type(exc.__cause__).__name__)
+            logger.error("reading secret %s failed: %s", name, _error_code(exc))
             raise ServiceUnavailable(
                 "Configuration is temporarily unavailable. Please retry shortly.",
                 headers={"retry-after": "1"},
             ) from None
-        return value if isinstance(value, Mapping) else None
+        if not isinstance(value, Mapping):
+            logger.error("secret %s does not hold a JSON object", name)
+            return {}
+        return value
+
+
+def _botocore_error(exc: BaseException) -> BaseException | None:
+    """The ClientError behind Powertools' GetParameterError (raised while handling it, not chained)."""
+    return exc.__cause__ or exc.__context__
+
+
+def _error(exc: BaseException) -> dict[str, Any]:
+    response = getattr(_botocore_error(exc), "response", None)
+    error = response.get("Error") if isinstance(response, dict) else None
+    return error if isinstance(error, dict) else {}
+
+
+def _error_code(exc: BaseException) -> str:
+    return str(_error(exc).get("Code") or type(_botocore_error(exc) or exc).__name__)
 
 
 def _is_not_found(exc: BaseException) -> bool:
-    cause = exc.__cause__
-    response = getattr(cause, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        return code in ("ResourceNotFoundException",)
-    return "ResourceNotFoundException" in str(exc)
+    """No such secret, or one scheduled for deletion (Secrets Manager refuses to read it until it is
+    restored): either way, nothing to use."""
+    error = _error(exc)
+    if not error:
+        return "ResourceNotFoundException" in str(exc)
+    code, message = error.get("Code"), str(error.get("Message", "")).lower()
+    return code == "ResourceNotFoundException" or (code == "InvalidRequestException" and "delet" in message)

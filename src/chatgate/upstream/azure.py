@@ -146,12 +146,21 @@ def status_error(
     if status >= 500:
         return UpstreamError(f"The upstream failed with status {status}. Please retry.")
     if status in (401, 403):
-        # chatgate's own Azure credentials were refused: an operator problem, not the caller's key.
+        # The stored Azure credentials were refused: an operator problem, not the caller's key.
+        if target.byok_workspace is not None:
+            return UpstreamError(
+                f"The Azure OpenAI resource of workspace '{target.byok_workspace}' (bring-your-own-keys) "
+                "refused its stored credentials. Contact your administrator."
+            )
         return UpstreamError("The upstream refused chatgate's credentials. Contact your administrator.")
     if status == 404:
+        where = (
+            f"the Azure OpenAI resource of workspace '{target.byok_workspace}'"
+            if target.byok_workspace is not None
+            else "the upstream resource"
+        )
         return NotFound(
-            f"The model `{target.model}` is not deployed on the upstream resource for region "
-            f"'{target.region}'.",
+            f"The model `{target.model}` is not deployed on {where} for region '{target.region}'.",
             param="model",
             code="model_not_found",
         )

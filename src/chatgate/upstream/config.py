@@ -1,15 +1,26 @@
-"""Resolve a request to its upstream: the region's Azure OpenAI resource and the model's deployment.
+"""Resolve a request to its upstream: the Azure OpenAI resource that serves the calling workspace in a region,
+and the model's deployment there.
 
-Upstream settings live in Secrets Manager, one JSON secret per region:
+Upstream settings live in Secrets Manager as JSON secrets:
     {"endpoint": "https://<resource>.openai.azure.com", "api_key": "...", "api_version": "2024-10-21",
      "deployments": {"gpt-4o": "my-gpt4o-deployment"}}
-`deployments` is optional (a model's deployment defaults to the model's name). Secrets are read through a
-SecretSource that caches them for `CHATGATE_SECRET_MAX_AGE_SECONDS`: a changed key or deployment map takes
-effect on every instance within that bound.
+- the stack's shared resource, one secret per region (`Settings.upstream_secret_name`); `deployments` is
+  optional there (a model's deployment defaults to its name) and the models are the stack's
+  (CHATGATE_MODELS);
+- a bring-your-own-keys (BYOK) workspace's own resource, one secret per workspace and region
+  (`Settings.byok_secret_name`, written by `chatgate workspaces byok set`). Its models are the keys of its
+  `deployments` map; an empty map means the stack's models, each on a deployment of the same name.
+
+Every request asks the SecretSource for the workspace's BYOK secret first. The source caches answers,
+"no such secret" included, for `CHATGATE_SECRET_MAX_AGE_SECONDS`: on a warm instance a workspace without BYOK
+costs no Secrets Manager call, and a changed, added or removed secret takes effect on every instance within
+that bound. A BYOK secret that exists but cannot be used is a 502, never a silent fallback to the shared
+resource (the workspace's traffic and bills belong to its own resource).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -17,6 +28,15 @@ from typing import Any, Protocol
 from chatgate.errors import ModelNotFound, UpstreamError
 
 DEFAULT_API_VERSION = "2024-10-21"
+# The owner (`owned_by`) of the models the stack's shared resources serve.
+STACK_OWNER = "chatgate"
+# Workspace ids that can have a BYOK secret: the characters Secrets Manager allows in a name, minus "/".
+_BYOK_WORKSPACE = re.compile(r"[A-Za-z0-9_+=.@-]{1,128}")
+
+
+def byok_capable(workspace_id: str) -> bool:
+    """Whether a workspace id can name a BYOK secret (others never have one, and are never looked up)."""
+    return _BYOK_WORKSPACE.fullmatch(workspace_id) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +65,15 @@ class AzureResource:
             deployments=dict(deployments),
         )
 
+    def to_secret(self) -> dict[str, Any]:
+        """The JSON value `from_secret` reads."""
+        return {
+            "endpoint": self.endpoint,
+            "api_key": self.api_key,
+            "api_version": self.api_version,
+            "deployments": dict(self.deployments),
+        }
+
     def deployment_for(self, model: str) -> str:
         return self.deployments.get(model, model)
 
@@ -57,18 +86,33 @@ class UpstreamTarget:
     model: str
     resource: AzureResource
     deployment: str
+    # The workspace whose own resource this is (bring-your-own-keys), or None for the stack's resource.
+    byok_workspace: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCatalog:
+    """The models a workspace may use in a region, and whose resource serves them."""
+
+    models: tuple[str, ...]
+    owned_by: str
+    byok: bool
+
+    def __contains__(self, model: object) -> bool:
+        return model in self.models
 
 
 class SecretSource(Protocol):
     """Cached JSON secrets (Secrets Manager in production: stores/secrets.py)."""
 
     async def get_json(self, name: str) -> Mapping[str, Any] | None:
-        """The secret's JSON value, or None when no such secret exists."""
+        """The secret's JSON value, or None when no such secret exists ({} when it is not a JSON
+        object)."""
         ...
 
 
 class UpstreamDirectory:
-    """Knows which models a stack serves and which Azure resource serves each region."""
+    """Knows which resource serves each workspace in each region, and which models it may use there."""
 
     def __init__(
         self,
@@ -76,21 +120,41 @@ class UpstreamDirectory:
         *,
         models: tuple[str, ...],
         secret_name: Callable[[str], str],
+        byok_secret_name: Callable[[str, str], str] | None = None,
     ) -> None:
         self._secrets = secrets
-        self._models = frozenset(models)
+        self._models = tuple(dict.fromkeys(models))
         self._secret_name = secret_name
+        self._byok_secret_name = byok_secret_name
 
     async def resolve(self, region: str, workspace_id: str, model: str) -> UpstreamTarget:
         """The target for a model in a region; ModelNotFound if the caller may not use the model."""
-        if model not in self._models:
-            raise ModelNotFound(model)
-        resource = await self.resource(region)
+        own = await self._byok(region, workspace_id)
+        if own is not None:
+            if model not in self._byok_models(own):
+                raise ModelNotFound(model)
+            resource, byok_workspace = own, workspace_id
+        else:
+            if model not in self._models:
+                raise ModelNotFound(model)
+            resource, byok_workspace = await self.resource(region), None
         return UpstreamTarget(
-            region=region, model=model, resource=resource, deployment=resource.deployment_for(model)
+            region=region,
+            model=model,
+            resource=resource,
+            deployment=resource.deployment_for(model),
+            byok_workspace=byok_workspace,
         )
 
+    async def catalog(self, region: str, workspace_id: str) -> ModelCatalog:
+        """The models the workspace may use in the region (`GET /v1/models`)."""
+        own = await self._byok(region, workspace_id)
+        if own is not None:
+            return ModelCatalog(self._byok_models(own), owned_by=workspace_id, byok=True)
+        return ModelCatalog(self._models, owned_by=STACK_OWNER, byok=False)
+
     async def resource(self, region: str) -> AzureResource:
+        """The stack's shared resource for a region."""
         value = await self._secrets.get_json(self._secret_name(region))
         if not value:
             raise UpstreamError(f"No upstream is configured for region '{region}'.")
@@ -98,3 +162,21 @@ class UpstreamDirectory:
             return AzureResource.from_secret(value)
         except ValueError:
             raise UpstreamError(f"The upstream for region '{region}' is misconfigured.") from None
+
+    async def _byok(self, region: str, workspace_id: str) -> AzureResource | None:
+        """The workspace's own resource in the region, or None when it has none."""
+        if self._byok_secret_name is None or not byok_capable(workspace_id):
+            return None
+        value = await self._secrets.get_json(self._byok_secret_name(workspace_id, region))
+        if value is None:
+            return None
+        try:
+            return AzureResource.from_secret(value)
+        except ValueError:
+            raise UpstreamError(
+                f"The bring-your-own-keys upstream of workspace '{workspace_id}' for region '{region}' is "
+                "misconfigured. Contact your administrator."
+            ) from None
+
+    def _byok_models(self, resource: AzureResource) -> tuple[str, ...]:
+        return tuple(resource.deployments) or self._models

@@ -1,0 +1,19 @@
+"""The API's routes, each thin over the pipeline steps it names; served under every prefix."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from chatgate.routes.chat_completions import chat_completions
+from chatgate.routes.models import list_models, retrieve_model
+
+# `/api/public` serves the same API for dedicated deployments behind one domain.
+PREFIXES = ("", "/api/public")
+
+
+def add_routes(app: FastAPI) -> None:
+    for prefix in PREFIXES:
+        base = f"{prefix}/openai/{{region}}/v1"
+        app.add_api_route(f"{base}/chat/completions", chat_completions, methods=["POST"])
+        app.add_api_route(f"{base}/models", list_models, methods=["GET"])
+        app.add_api_route(f"{base}/models/{{model}}", retrieve_model, methods=["GET"])
