@@ -28,6 +28,7 @@ EXPECTED: dict[str, tuple[int, str | None]] = {
     "chat_completions_malformed_json.json": (400, "invalid_json"),
     "chat_completions_content_filter.json": (400, "content_filter"),
     "chat_completions_rate_limited.json": (429, "rate_limit_exceeded"),
+    "models_list.json": (200, None),
 }
 # Scenarios that need state first: the workspace has already used its budget.
 BUDGET_USED = {"chat_completions_rate_limited.json"}
@@ -72,11 +73,13 @@ def test_event_through_the_lambda_handler(stack: Stack, name: str) -> None:
         if "stream" in name:
             assert headers["content-type"].startswith("text/event-stream")
             assert result["body"].rstrip().endswith("data: [DONE]")
+        elif name.startswith("models"):
+            assert json.loads(result["body"])["object"] == "list"
         else:
             assert json.loads(result["body"])["object"] == "chat.completion"
     else:
         assert json.loads(result["body"])["error"]["code"] == code
-    if status in (200, 429):
+    if status in (200, 429) and name.startswith("chat_completions"):
         assert headers["x-ratelimit-limit-requests"]
 
 
