@@ -4,15 +4,18 @@ not): concurrent requests on several instances never lose an update, so the reco
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 
+import httpx
 import openai
 import pytest
 
+from chatgate import tokens
 from chatgate.app import create_app
 from chatgate.cli import create_key
 from chatgate.settings import Settings
@@ -21,6 +24,7 @@ from chatgate.tokens import TokenUsage
 from chatgate.usage import UsageLedger
 from tests.conftest import Stack
 from tests.support import dynalite as dl
+from tests.support.outcomes import record_outcomes
 from tests.support.servers import serve
 
 
@@ -69,41 +73,81 @@ def gateways(stack: Stack, endpoint: str, monkeypatch: pytest.MonkeyPatch) -> It
         yield [running.enter_context(serve(create_app(Settings()))) for _ in range(2)]
 
 
+def read_three_words_and_leave(gateway: str, key: str, messages: list[dict[str, str]]) -> None:
+    """A client that stops reading a stream after three words and closes the connection."""
+    body = {"model": "gpt-4o", "messages": messages, "stream": True}
+    body["stream_options"] = {"include_usage": True}
+    url = f"{gateway}/openai/eu/v1/chat/completions"
+    headers = {"authorization": f"Bearer {key}"}
+    with (
+        httpx.Client(timeout=10) as client,
+        client.stream("POST", url, json=body, headers=headers) as response,
+    ):
+        words = 0
+        for line in response.iter_lines():
+            chunk = json.loads(line[6:]) if line.startswith("data: {") else {}
+            words += bool(chunk.get("choices") and chunk["choices"][0]["delta"].get("content"))
+            if words == 3:
+                return
+
+
+def long(i: int) -> list[dict[str, str]]:
+    return [{"role": "user", "content": f"[[words:200]] request {i}"}]
+
+
 async def test_concurrent_requests_on_two_instances_add_up_exactly(
-    gateways: list[str], endpoint: str
+    gateways: list[str], endpoint: str, stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """48 simultaneous requests, alternating between two instances: answers, streams with the usage
+    chunk, and streams whose client goes away after three words (Azure never sends their usage)."""
+    outcomes = record_outcomes(monkeypatch)
+    monkeypatch.setattr(stack.upstream("eu"), "chunk_delay_s", 0.01)
     settings = Settings()
     key = create_key(settings, "acme", "load")
     clients = [
         openai.AsyncOpenAI(base_url=f"{url}/openai/eu/v1", api_key=key, max_retries=0) for url in gateways
     ]
 
-    async def one(i: int) -> tuple[int, int]:
+    async def one(i: int) -> tuple[int, int] | None:
         client = clients[i % 2]
         messages = [{"role": "user", "content": f"[[words:{1 + i % 13}]] request {i}"}]
-        if i % 2:
+        if i % 3 == 0:
             completion = await client.chat.completions.create(model="gpt-4o", messages=messages)
             assert completion.usage is not None
             return completion.usage.prompt_tokens, completion.usage.completion_tokens
-        stream = await client.chat.completions.create(
-            model="gpt-4o", messages=messages, stream=True, stream_options={"include_usage": True}
-        )
-        usage = [chunk.usage async for chunk in stream if chunk.usage is not None]
-        return usage[0].prompt_tokens, usage[0].completion_tokens
+        if i % 3 == 1:
+            stream = await client.chat.completions.create(
+                model="gpt-4o", messages=messages, stream=True, stream_options={"include_usage": True}
+            )
+            usage = [chunk.usage async for chunk in stream if chunk.usage is not None]
+            return usage[0].prompt_tokens, usage[0].completion_tokens
+        await asyncio.to_thread(read_three_words_and_leave, gateways[i % 2], key, long(i))
+        return None
 
-    seen = await asyncio.gather(*(one(i) for i in range(40)))
+    seen = [usage for usage in await asyncio.gather(*(one(i) for i in range(48))) if usage]
     for client in clients:
         await client.close()
+    counted = [outcome for outcome in (outcomes.next(5) for _ in range(32)) if outcome.usage is None]
+    assert len(counted) == 16 and {outcome.status for outcome in counted} == {"disconnected"}
+    encoding = tokens.encoding_for("gpt-4o")
+    counted_prompt = sum(
+        tokens.count_prompt_tokens("gpt-4o", {"messages": long(i)}) for i in range(48) if i % 3 == 2
+    )
+    counted_completion = sum(tokens.count_text(encoding, "".join(o.completion_text)) for o in counted)
 
     store = DynamoDBUsageStore(dl.client(endpoint), settings.table_name)
     for _ in range(100):  # the last writes finish just after the last responses
         records = store.list("acme", "2000-01-01", "2100-01-01")
-        if records and records[0].requests == 40:
+        if records and records[0].requests == 48:
             break
         await asyncio.sleep(0.05)
     [record] = records
     assert record.model == "gpt-4o"
-    assert record.requests == 40
-    assert record.prompt_tokens == sum(p for p, _ in seen)
-    assert record.completion_tokens == sum(c for _, c in seen)
-    assert record.counted_requests == 0
+    assert record.requests == 48
+    assert record.counted_requests == 16
+    assert (record.counted_prompt_tokens, record.counted_completion_tokens) == (
+        counted_prompt,
+        counted_completion,
+    )
+    assert record.prompt_tokens == sum(p for p, _ in seen) + counted_prompt
+    assert record.completion_tokens == sum(c for _, c in seen) + counted_completion
