@@ -13,7 +13,6 @@ only moves `last_used_at` forward past the interval, so instances racing for the
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
@@ -24,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from chatgate.background import BackgroundWrites
 from chatgate.errors import InvalidApiKey
 
 logger = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ class Authenticator:
         self._cache: OrderedDict[str, tuple[float, ApiKey]] = OrderedDict()
         # key id -> the latest use this instance knows is recorded (wall clock seconds)
         self._recorded_use: OrderedDict[str, float] = OrderedDict()
-        self._pending: set[asyncio.Task[None]] = set()
+        self._writes = BackgroundWrites()
 
     async def authenticate(self, authorization: str | None) -> Principal:
         key = bearer_token(authorization)
@@ -150,8 +150,7 @@ class Authenticator:
 
     async def drain(self) -> None:
         """Wait for last-used writes still in flight (at shutdown, or in tests)."""
-        while self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+        await self._writes.drain()
 
     def _note_use(self, record: ApiKey) -> None:
         """Start recording this use in the background, unless a use within the interval is on record."""
@@ -163,9 +162,7 @@ class Authenticator:
         self._recorded_use.move_to_end(record.key_id)
         while len(self._recorded_use) > _CACHE_MAX_ENTRIES:
             self._recorded_use.popitem(last=False)
-        task = asyncio.get_running_loop().create_task(self._record_use(record.key_id, now))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._writes.start(self._record_use(record.key_id, now))
 
     async def _record_use(self, key_id: str, now: float) -> None:
         try:

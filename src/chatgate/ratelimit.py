@@ -19,7 +19,6 @@ This module is the domain: no boto3. The DynamoDB adapter is chatgate.stores.rat
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -27,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from chatgate.background import BackgroundWrites
 from chatgate.errors import RateLimitExceeded, ServiceUnavailable
 
 if TYPE_CHECKING:
@@ -205,7 +205,7 @@ class RateLimiter:
         self._fail_open = fail_open
         self._clock = clock
         self._retention = retention_seconds
-        self._pending: set[asyncio.Task[None]] = set()
+        self._writes = BackgroundWrites()
 
     @classmethod
     def from_settings(
@@ -273,15 +273,11 @@ class RateLimiter:
         delta = max(0, actual_tokens) - reservation.tokens
         if not reservation.enforced or delta == 0:
             return
-        task = asyncio.ensure_future(self._add(reservation, delta))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-        await asyncio.shield(task)
+        await self._writes.run(self._add(reservation, delta))
 
     async def drain(self) -> None:
         """Wait for reconciliations still in flight (at shutdown, or in tests)."""
-        while self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+        await self._writes.drain()
 
     async def _add(self, reservation: Reservation, delta: int) -> None:
         try:

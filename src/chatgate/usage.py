@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from chatgate import tokens
+from chatgate.background import BackgroundWrites
 from chatgate.ratelimit import RateLimiter, Reservation
 from chatgate.streaming import StreamOutcome
 from chatgate.tokens import TokenUsage
@@ -91,17 +92,13 @@ class UsageLedger:
 
     def __init__(self, store: UsageStore) -> None:
         self._store = store
-        self._pending: set[asyncio.Task[None]] = set()
+        self._writes = BackgroundWrites()
 
     async def record(self, workspace_id: str, day: str, model: str, usage: TokenUsage) -> None:
-        task = asyncio.ensure_future(self._write(workspace_id, day, model, usage))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-        await asyncio.shield(task)
+        await self._writes.run(self._write(workspace_id, day, model, usage))
 
     async def drain(self) -> None:
-        while self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+        await self._writes.drain()
 
     async def _write(self, workspace_id: str, day: str, model: str, usage: TokenUsage) -> None:
         try:

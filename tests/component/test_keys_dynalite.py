@@ -4,25 +4,10 @@ write it once per interval, and a deleted key is never recreated by a late write
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Iterator
-
-import pytest
 
 from chatgate.auth import Authenticator, new_key
 from chatgate.stores.keys_dynamodb import DynamoDBKeyStore
 from tests.support import dynalite as dl
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    with dl.dynalite() as url:
-        yield url
-
-
-@pytest.fixture
-def table(endpoint: str) -> str:
-    return dl.create_data_table(dl.client(endpoint), f"chatgate-{uuid.uuid4().hex[:8]}")
 
 
 async def test_eight_instances_record_a_keys_use_once_per_interval(endpoint: str, table: str) -> None:

@@ -28,17 +28,6 @@ from tests.support.outcomes import record_outcomes
 from tests.support.servers import serve
 
 
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    with dl.dynalite() as url:
-        yield url
-
-
-@pytest.fixture
-def table(endpoint: str) -> str:
-    return dl.create_data_table(dl.client(endpoint), f"chatgate-{uuid.uuid4().hex[:8]}")
-
-
 async def test_concurrent_adds_from_four_instances_lose_nothing(endpoint: str, table: str) -> None:
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=48))
     ledgers = [UsageLedger(DynamoDBUsageStore(dl.client(endpoint), table)) for _ in range(4)]
