@@ -95,14 +95,13 @@ def http_client(settings: Settings) -> httpx.AsyncClient:
 
 
 def build_services(settings: Settings) -> Services:
-    from chatgate import tokens
     from chatgate.stores.keys_dynamodb import DynamoDBKeyStore
     from chatgate.stores.ratelimit_dynamodb import DynamoDBCounterStore
     from chatgate.stores.secrets import SecretsManagerSource
     from chatgate.stores.usage_dynamodb import DynamoDBUsageStore
     from chatgate.stores.workspaces_dynamodb import DynamoDBWorkspaceStore
 
-    tokens.preload(settings.models)  # the tokenizers load once per cold start, never on a request
+    # No tokenizer is loaded here: each family loads on its first request (tokens.encoding_for_async).
     dynamodb, secretsmanager = aws_clients(settings)
     secrets = SecretsManagerSource(secretsmanager, max_age=settings.secret_max_age_seconds)
     http = http_client(settings)
