@@ -106,6 +106,8 @@ def settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
     """Default settings with the short caches tests want; override with monkeypatch.setenv before use."""
     monkeypatch.setenv("CHATGATE_KEY_CACHE_SECONDS", "0")
     monkeypatch.setenv("CHATGATE_SECRET_MAX_AGE_SECONDS", "0")
+    # As `chatgate dev` does: bring-your-own-keys workspaces may point at the loopback Azure emulators.
+    monkeypatch.setenv("CHATGATE_BYOK_ALLOW_HTTP_LOOPBACK", "true")
     return Settings()
 
 

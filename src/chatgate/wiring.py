@@ -17,7 +17,7 @@ from chatgate.auth import Authenticator
 from chatgate.ratelimit import Limits, RateLimiter
 from chatgate.settings import Settings
 from chatgate.upstream.azure import AzureOpenAI
-from chatgate.upstream.config import UpstreamDirectory
+from chatgate.upstream.config import UpstreamDirectory, byok_endpoint_policy
 from chatgate.usage import UsageLedger
 from chatgate.workspaces import WorkspaceDirectory
 
@@ -117,6 +117,7 @@ def build_services(settings: Settings) -> Services:
             models=settings.models,
             secret_name=settings.upstream_secret_name,
             byok_secret_name=settings.byok_secret_name,
+            byok_endpoints=byok_endpoint_policy(settings),
         ),
         workspaces=WorkspaceDirectory(
             DynamoDBWorkspaceStore(dynamodb, settings.table_name),
