@@ -40,6 +40,8 @@ class Settings(BaseSettings):
 
     # Caches: how stale a warm instance may be.
     key_cache_seconds: float = Field(30.0, ge=0)
+    # Unknown key ids are remembered this long (a flood of one wrong key costs one read per instance).
+    key_negative_cache_seconds: float = Field(5.0, ge=0)
     # A key's last-used time is written at most once per this interval (per key and instance).
     key_last_used_interval_seconds: float = Field(300.0, ge=0)
     secret_max_age_seconds: int = Field(60, ge=0)

@@ -110,6 +110,7 @@ def build_services(settings: Settings) -> Services:
         authenticator=Authenticator(
             DynamoDBKeyStore(dynamodb, settings.table_name),
             cache_seconds=settings.key_cache_seconds,
+            negative_cache_seconds=settings.key_negative_cache_seconds,
             last_used_interval=settings.key_last_used_interval_seconds,
         ),
         upstreams=UpstreamDirectory(
