@@ -66,24 +66,10 @@ def test_function_role_reaches_exactly_the_stacks_tables_secret_and_log_group(tr
         repr({"Fn::GetAtt": ["FunctionLogGroup", "Arn"]}): {"logs:CreateLogStream", "logs:PutLogEvents"},
         repr({"Fn::GetAtt": ["DataTable", "Arn"]}): {
             "dynamodb:GetItem",
-            "dynamodb:BatchGetItem",
             "dynamodb:Query",
             "dynamodb:UpdateItem",
-            "dynamodb:ConditionCheckItem",
         },
-        repr({"Fn::Sub": "${DataTable.Arn}/index/gsi1"}): {
-            "dynamodb:GetItem",
-            "dynamodb:BatchGetItem",
-            "dynamodb:Query",
-            "dynamodb:UpdateItem",
-            "dynamodb:ConditionCheckItem",
-        },
-        repr({"Fn::GetAtt": ["RateLimitTable", "Arn"]}): {
-            "dynamodb:GetItem",
-            "dynamodb:PutItem",
-            "dynamodb:UpdateItem",
-            "dynamodb:ConditionCheckItem",
-        },
+        repr({"Fn::GetAtt": ["RateLimitTable", "Arn"]}): {"dynamodb:GetItem", "dynamodb:UpdateItem"},
         repr({"Ref": "UpstreamSecret"}): {"secretsmanager:GetSecretValue"},
         repr(
             {
@@ -142,3 +128,65 @@ def test_a_byok_lookup_of_a_workspace_without_one_is_allowed_to_find_nothing(tem
     settings = Settings(secret_prefix="chatgate")
     unsuffixed = ARN.format(settings.byok_secret_name("globex", "eu"))
     assert any(pattern.match(unsuffixed) for pattern in _byok_patterns(template))
+
+
+# --- DynamoDB: only the calls the function makes, each on its own partitions ------------------------------
+
+# boto3 method -> IAM action, for the calls the request path makes.
+_ACTIONS = {"get_item": "GetItem", "query": "Query", "update_item": "UpdateItem", "put_item": "PutItem"}
+# What the CLI alone does with the operator's credentials (never the function's role).
+_ADMIN_ONLY = {"create", "list", "revoke", "set_limits", "remove_limits"}
+
+
+def _function_statements(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    policies = template["Resources"]["ChatCompletionsFunctionRole"]["Properties"]["Policies"]
+    return {s["Sid"]: s for policy in policies for s in policy["PolicyDocument"]["Statement"]}
+
+
+def test_dynamodb_actions_are_exactly_what_the_request_path_calls(template):
+    statements = _function_statements(template)
+    granted = {
+        action.removeprefix("dynamodb:")
+        for statement in statements.values()
+        for action in _as_list(statement["Action"])
+        if action.startswith("dynamodb:")
+    }
+    assert granted == {"GetItem", "Query", "UpdateItem"}
+    for statement in statements.values():
+        for resource in _as_list(statement["Resource"]):
+            assert "index" not in repr(resource), "gsi1 is queried by the CLI only"
+
+
+def test_every_dynamodb_call_of_the_stores_is_granted_or_admin_only():
+    """Walk the store adapters: a boto3 call outside the CLI-only methods must be a granted action."""
+    import ast
+    from pathlib import Path
+
+    from .cfn import ROOT
+
+    used: set[str] = set()
+    for path in sorted(Path(ROOT / "src" / "chatgate" / "stores").glob("*_dynamodb.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name not in _ADMIN_ONLY:
+                for call in ast.walk(node):
+                    if isinstance(call, ast.Attribute) and call.attr in _ACTIONS:
+                        used.add(_ACTIONS[call.attr])
+    assert used == {"GetItem", "Query", "UpdateItem"}
+
+
+def test_each_dynamodb_statement_is_held_to_its_partitions(template):
+    statements = _function_statements(template)
+
+    def leading_keys(sid: str) -> list[str]:
+        return statements[sid]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+
+    assert leading_keys("ReadKeys") == ["KEY#*"]
+    assert leading_keys("RecordKeyLastUse") == ["KEY#*"]
+    assert leading_keys("ReadLimitsWriteUsage") == ["WS#*"]
+    assert leading_keys("CountRateLimits") == ["RL#*"]
+    # A key item can only get its last use written: never revoked_at, key_hash or a new key.
+    attributes = statements["RecordKeyLastUse"]["Condition"]["ForAllValues:StringEquals"][
+        "dynamodb:Attributes"
+    ]
+    assert sorted(attributes) == ["last_used_at", "pk", "sk"]
