@@ -72,7 +72,7 @@ class AzureOpenAI:
         """POST a non-streaming request; return Azure's body or raise a ChatgateError."""
         try:
             response = await self._http.send(self._request(target, body))
-        except httpx.HTTPError as exc:
+        except TRANSPORT_FAILURES as exc:
             raise transport_error(exc) from None
         if response.status_code >= 300:
             raise status_error(target, response.status_code, response.content, response.headers)
@@ -92,7 +92,7 @@ class AzureOpenAI:
         raised here (so the client gets a proper HTTP error); a 2xx returns the open stream."""
         try:
             response = await self._http.send(self._request(target, body), stream=True)
-        except httpx.HTTPError as exc:
+        except TRANSPORT_FAILURES as exc:
             raise transport_error(exc) from None
         if response.status_code >= 300:
             try:
@@ -132,7 +132,13 @@ class UpstreamStream:
         await self._response.aclose()
 
 
-def transport_error(exc: httpx.HTTPError) -> ChatgateError:
+# What sending can raise when the connection fails: httpx's errors, and what leaks from the layers below it
+# when Azure (or whatever is at the endpoint) resets the connection at connect time: anyio then raises
+# AttributeError on a socket that is already gone (tests/component/test_faults.py resets connections).
+TRANSPORT_FAILURES: tuple[type[Exception], ...] = (httpx.HTTPError, OSError, AttributeError)
+
+
+def transport_error(exc: Exception) -> ChatgateError:
     """A failure to talk to Azure: timeouts are 504, everything else 502."""
     if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
         return UpstreamTimeout("The upstream did not respond in time. Please retry.")
