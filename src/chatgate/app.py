@@ -80,6 +80,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        # No 307 to the path with(out) a trailing slash: behind API Gateway the Location would lack the
+        # stage prefix. An unknown path is a 404 in the error shape (the fuzz suite sends such paths).
+        redirect_slashes=False,
     )
     app.state.settings = settings or (services.settings if services else Settings())
     app.state.services = services
