@@ -21,14 +21,14 @@ import time
 import uuid
 
 import httpx
+from tests.support import dynalite as dl
+from tests.support.servers import serve
 
 from chatgate.app import create_app
 from chatgate.cli import create_key
 from chatgate.dev import aws
 from chatgate.dev.azure_emulator import EmulatorState, start_emulator
 from chatgate.settings import Settings
-from tests.support import dynalite as dl
-from tests.support.servers import serve
 
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20}
 

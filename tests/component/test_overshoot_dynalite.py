@@ -67,7 +67,8 @@ def test_an_answer_that_runs_past_its_window_is_felt_by_the_next_request(
 ) -> None:
     key = create_key(Settings(), "acme", "test")
     messages = [{"role": "user", "content": "[[words:600]] tell me everything"}]
-    body = {"model": "gpt-4o", "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
+    body = {"model": "gpt-4o", "messages": messages, "stream": True}
+    body["stream_options"] = {"include_usage": True}
     with httpx.stream(
         "POST",
         f"{gateway}/openai/eu/v1/chat/completions",
