@@ -7,6 +7,7 @@ Exactness under concurrency is proven against dynalite in test_usage_dynalite.py
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -182,13 +183,13 @@ def test_a_refused_request_records_nothing(
 def test_a_slow_usage_write_never_delays_the_response(
     gateway: str, stack: Stack, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = DynamoDBUsageStore.add_now
+    original = DynamoDBUsageStore.add
 
-    def slow(self: DynamoDBUsageStore, *args: Any) -> None:
-        time.sleep(1.0)
-        original(self, *args)
+    async def slow(self: DynamoDBUsageStore, *args: Any) -> None:
+        await asyncio.sleep(1.0)
+        await original(self, *args)
 
-    monkeypatch.setattr(DynamoDBUsageStore, "add_now", slow)
+    monkeypatch.setattr(DynamoDBUsageStore, "add", slow)
     client = sdk(gateway, stack.create_key("acme"))
     started = time.perf_counter()
     client.chat.completions.create(model="gpt-4o", messages=CATS)
@@ -209,10 +210,10 @@ def test_a_failing_usage_write_is_logged_never_a_500(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def failing(self: DynamoDBUsageStore, *args: Any) -> None:
+    async def failing(self: DynamoDBUsageStore, *args: Any) -> None:
         raise UsageStoreError("DynamoDB UpdateItem failed: ProvisionedThroughputExceededException")
 
-    monkeypatch.setattr(DynamoDBUsageStore, "add_now", failing)
+    monkeypatch.setattr(DynamoDBUsageStore, "add", failing)
     client = sdk(gateway, stack.create_key("acme"))
     with caplog.at_level(logging.ERROR, logger="chatgate"):
         assert client.chat.completions.create(model="gpt-4o", messages=CATS).choices
