@@ -19,7 +19,7 @@ from pathlib import Path
 
 import boto3
 import httpx
-from tests.support.dynalite import dynalite
+from tests.support import dynalite as dl
 
 from chatgate.dev import aws
 from chatgate.settings import Settings
@@ -75,7 +75,7 @@ def uvicorn_process(
     args = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), *run_sh_flags()]
     if app_dir:
         args += ["--app-dir", str(ROOT / app_dir)]
-    process = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
         while wait and not _accepts(port):
@@ -183,7 +183,7 @@ def start_stack(context: ExitStack) -> Stack:
         os.environ[name] = value
     for name in aws.AWS_ENDPOINT_VARIABLES:
         os.environ.pop(name, None)
-    dynamodb_url = context.enter_context(dynalite())
+    dynamodb_url = context.enter_context(dl.dynalite())
     moto_port = _free_port()
     moto_server = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
     moto = subprocess.Popen(
@@ -207,7 +207,8 @@ def start_stack(context: ExitStack) -> Stack:
     os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb_url
     os.environ["AWS_ENDPOINT_URL_SECRETS_MANAGER"] = secrets_url
     settings = Settings()
-    aws.ensure_tables(boto3.client("dynamodb"), settings)
+    dl.create_data_table(dl.client(dynamodb_url), settings.table_name)  # dynalite has no TTL settings
+    dl.create_rate_limit_table(dl.client(dynamodb_url), settings.rate_limit_table_name)
     secretsmanager = boto3.client("secretsmanager")
     for region, url in emulators.items():
         secret = {"endpoint": url, "api_key": EMULATOR_KEYS[region], "api_version": API_VERSION}

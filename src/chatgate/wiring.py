@@ -11,6 +11,7 @@ emulator.
 from __future__ import annotations
 
 import logging
+import ssl
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -82,9 +83,10 @@ def aws_clients(settings: Settings) -> tuple[DynamoDBClient, SecretsManagerClien
     return session.client("dynamodb", config=config), session.client("secretsmanager", config=config)
 
 
-def http_client(settings: Settings) -> httpx.AsyncClient:
+def http_client(settings: Settings, verify: ssl.SSLContext | bool = True) -> httpx.AsyncClient:
     """The upstream HTTP client: pooled, keep-alive, explicit timeouts."""
     return httpx.AsyncClient(
+        verify=verify,
         timeout=httpx.Timeout(
             settings.upstream_timeout_seconds,
             connect=settings.upstream_connect_timeout_seconds,
@@ -110,13 +112,15 @@ def build_services(settings: Settings) -> Services:
     from chatgate.stores.workspaces_dynamodb import DynamoDBWorkspaceStore
 
     tokens.preload(settings.models)  # the tokenizers load once per cold start, never on a request
-    aws_http = aws_http_client()
+    # One TLS context (CA bundle loaded once) for both pools: each httpx client would otherwise build its own.
+    tls = httpx.create_ssl_context()
+    aws_http = aws_http_client(verify=tls)
     dynamodb = AwsJsonClient(DYNAMODB, aws_http)
     secrets = SecretsManagerSource(
         secret_reader(aws_http, AwsJsonClient(SECRETS_MANAGER, aws_http)),
         max_age=settings.secret_max_age_seconds,
     )
-    http = http_client(settings)
+    http = http_client(settings, verify=tls)
     return Services(
         settings=settings,
         authenticator=Authenticator(

@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import json
 import os
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -241,9 +242,12 @@ def _error(response: httpx.Response) -> AwsError:
     return AwsError(code, response.status_code, body)
 
 
-def aws_http_client(*, connect_timeout: float = 2.0, read_timeout: float = 5.0) -> httpx.AsyncClient:
+def aws_http_client(
+    *, connect_timeout: float = 2.0, read_timeout: float = 5.0, verify: ssl.SSLContext | bool = True
+) -> httpx.AsyncClient:
     """The pool AWS calls share: short timeouts (a request must not hang on AWS), keep-alive."""
     return httpx.AsyncClient(
+        verify=verify,
         timeout=httpx.Timeout(read_timeout, connect=connect_timeout, pool=connect_timeout),
         limits=httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=50),
         follow_redirects=False,
