@@ -27,4 +27,5 @@ exec python3 -m uvicorn chatgate.asgi:app \
     --lifespan on \
     --timeout-keep-alive 75 \
     --no-access-log \
+    --timeout-graceful-shutdown "${CHATGATE_SHUTDOWN_GRACE_SECONDS:-10}" \
     --no-server-header
