@@ -19,6 +19,7 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from chatgate import observability
 from chatgate.errors import ChatgateError, InternalError, UpstreamError
 from chatgate.upstream.azure import UpstreamStream
 
@@ -85,6 +86,8 @@ class EventStreamResponse(Response):
         self.stream_headers = {**headers, **STREAM_HEADERS}
         self.on_finish = on_finish
         self.outcome = StreamOutcome()
+        self._wrapped_up = False
+        self._delivered = False  # the client has the last frame; a disconnect now changes nothing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         outcome = self.outcome
@@ -96,7 +99,7 @@ class EventStreamResponse(Response):
                 async def watch_disconnect() -> None:
                     while (await receive())["type"] != "http.disconnect":
                         pass
-                    if not relayed:
+                    if not relayed and not self._delivered:
                         outcome.status = "disconnected"
                     group.cancel_scope.cancel()
 
@@ -110,7 +113,11 @@ class EventStreamResponse(Response):
 
     async def _wrap_up(self) -> None:
         """Cancel the upstream request (a no-op once it completed) and report the outcome, whatever
-        happened before; nothing raised here may reach the server once the response has started."""
+        happened before; nothing raised here may reach the server once the response has started.
+        Runs once: before the body's end when the stream ran to its end, else when it stopped."""
+        if self._wrapped_up:
+            return
+        self._wrapped_up = True
         try:
             await self.upstream.aclose()
         except Exception:
@@ -137,13 +144,20 @@ class EventStreamResponse(Response):
                 }
             )
             last = await self._forward(send, request_id)
-            await send({"type": "http.response.body", "body": last, "more_body": False})
+            await send({"type": "http.response.body", "body": last, "more_body": True})
+            self._delivered = True
+            # The client has every event; settle (and let the metrics line be written, middleware.py)
+            # before the body ends: Lambda may freeze the sandbox as soon as it does.
+            with anyio.CancelScope(shield=True):
+                await self._wrap_up()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
             self.outcome.status = "disconnected"  # the socket went away while we were writing
 
     async def _forward(self, send: Send, request_id: str) -> bytes:
         """Forward the upstream events; return the stream's last frame (`[DONE]` or an error frame)."""
         outcome = self.outcome
+        observed = observability.current()
         try:
             async for payload in self.upstream.data():
                 chunk = json.loads(payload)
@@ -157,17 +171,23 @@ class EventStreamResponse(Response):
                         if not self.include_usage:
                             continue  # chatgate asked for it; the client did not
                     _collect_text(outcome, chunk)
+                    if outcome.completion_text:
+                        observed.first_token()  # observability: time to first token
                 await send({"type": "http.response.body", "body": sse(payload), "more_body": True})
         except OSError:
             raise  # the client's socket, not the upstream (whose failures arrive as ChatgateErrors)
         except ChatgateError as error:
-            outcome.status = "failed"
-            return error_frame(error)
+            return self._failed(error)
         except ValueError:
-            outcome.status = "failed"
-            return error_frame(UpstreamError("The upstream sent an event chatgate could not read."))
+            return self._failed(UpstreamError("The upstream sent an event chatgate could not read."))
         except Exception:
             logger.exception("relaying a stream failed request_id=%s", request_id)
-            outcome.status = "failed"
-            return error_frame(InternalError(request_id))
+            return self._failed(InternalError(request_id))
         return DONE
+
+    def _failed(self, error: ChatgateError) -> bytes:
+        """The stream's end after a failure: its error frame (and the error class, for the metrics)."""
+        self.outcome.status = "failed"
+        upstream = not isinstance(error, InternalError)
+        observability.current().failed(error.status_code, error.code, upstream=upstream)
+        return error_frame(error)

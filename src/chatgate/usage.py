@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from chatgate import tokens
+from chatgate import observability, tokens
 from chatgate.background import BackgroundWrites
 from chatgate.ratelimit import RateLimiter, Reservation
 from chatgate.streaming import StreamOutcome
@@ -154,7 +154,14 @@ class Accounting:
             logger.debug("request for workspace %s already settled", self.reservation.workspace_id)
             return
         self.settled = True
+        began = time.perf_counter()
+        observability.current().settled(  # observability: tokens of the metrics line and the trace
+            used.prompt_tokens if used else 0,
+            used.completion_tokens if used else 0,
+            counted=used is not None and used.source != "azure",
+        )
         writes = [self.limiter.reconcile(self.reservation, used.total_tokens if used else 0)]
         if used is not None and self.ledger is not None:
             writes.append(self.ledger.record(self.reservation.workspace_id, self.day, self.model, used))
         await asyncio.gather(*writes)
+        observability.current().step("settle", began)
