@@ -58,6 +58,12 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # Observability (docs/observability.md): the CloudWatch namespace of the metrics lines, and whether
+    # they carry per-workspace dimensions too (each workspace multiplies the custom metrics billed).
+    metrics_namespace: str = Field("chatgate", min_length=1, max_length=255)
+    metrics_per_workspace: bool = True
+    metrics_enabled: bool = True
+
     @cached_property
     def regions(self) -> tuple[str, ...]:
         return _split(self.regions_csv)

@@ -113,8 +113,10 @@ def serve(host: str, port: int, environ: Mapping[str, str] | None = None) -> Non
     import uvicorn
 
     from chatgate.app import create_app
+    from chatgate.logs import configure_logging
 
     stack = prepare(environ)
+    configure_logging(stack.settings.log_level)  # JSON log lines on stderr; metrics lines on stdout
     try:
         print(banner(stack, host, port), flush=True)
         uvicorn.run(

@@ -15,6 +15,7 @@ from urllib.parse import quote
 import httpx
 from httpx_sse import EventSource, ServerSentEvent
 
+from chatgate import observability
 from chatgate.errors import (
     ChatgateError,
     NotFound,
@@ -24,6 +25,8 @@ from chatgate.errors import (
 )
 from chatgate.upstream.config import UpstreamTarget
 
+# Azure's own id of a request (API Management's), logged and traced with chatgate's request id.
+UPSTREAM_REQUEST_ID = "apim-request-id"
 # Azure's response headers worth passing on to the client.
 _RETRY_HEADERS = ("retry-after", "retry-after-ms")
 
@@ -71,10 +74,14 @@ class AzureOpenAI:
 
     async def complete(self, target: UpstreamTarget, body: dict[str, Any]) -> Completion:
         """POST a non-streaming request; return Azure's body or raise a ChatgateError."""
+        observation = observability.current()
+        observation.upstream_started(stream=False)
         try:
             response = await self._http.send(self._request(target, body))
         except httpx.HTTPError as exc:
+            observation.upstream_answered(None)
             raise transport_error(exc) from None
+        observation.upstream_answered(response.headers.get(UPSTREAM_REQUEST_ID))
         if response.status_code >= 300:
             raise status_error(target, response.status_code, response.content, response.headers)
         try:
@@ -85,16 +92,20 @@ class AzureOpenAI:
         return Completion(
             content=response.content,
             usage=usage if isinstance(usage, dict) else None,
-            upstream_request_id=response.headers.get("apim-request-id"),
+            upstream_request_id=response.headers.get(UPSTREAM_REQUEST_ID),
         )
 
     async def open_stream(self, target: UpstreamTarget, body: dict[str, Any]) -> UpstreamStream:
         """POST a streaming request and wait for Azure's status line: errors before the first byte are
         raised here (so the client gets a proper HTTP error); a 2xx returns the open stream."""
+        observation = observability.current()
+        observation.upstream_started(stream=True)
         try:
             response = await self._http.send(self._request(target, body), stream=True)
         except httpx.HTTPError as exc:
+            observation.upstream_answered(None)
             raise transport_error(exc) from None
+        observation.upstream_answered(response.headers.get(UPSTREAM_REQUEST_ID))
         if response.status_code >= 300:
             try:
                 content = await response.aread()
