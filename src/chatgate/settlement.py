@@ -72,7 +72,7 @@ async def counted_completion(model: str, text: Iterable[str]) -> int:
     joined = "".join(text)
     if not joined:
         return 0
-    encoding = tokens.encoding_for(model)
+    encoding = await tokens.encoding_for_async(model)
     if len(joined) <= _INLINE_COUNT_CHARS:
         return tokens.count_text(encoding, joined)
     return await asyncio.to_thread(tokens.count_text, encoding, joined)

@@ -22,7 +22,7 @@ from chatgate.auth import Authenticator
 from chatgate.ratelimit import Limits, RateLimiter
 from chatgate.settings import Settings
 from chatgate.upstream.azure import AzureOpenAI
-from chatgate.upstream.config import UpstreamDirectory
+from chatgate.upstream.config import UpstreamDirectory, byok_endpoint_policy
 from chatgate.usage import UsageLedger
 from chatgate.workspaces import WorkspaceDirectory
 
@@ -112,7 +112,6 @@ def http_client(settings: Settings, verify: ssl.SSLContext | bool = True) -> htt
 
 
 def build_services(settings: Settings) -> Services:
-    from chatgate import tokens
     from chatgate.stores.aws import DYNAMODB, SECRETS_MANAGER, AwsJsonClient, aws_http_client
     from chatgate.stores.keys_dynamodb import DynamoDBKeyStore
     from chatgate.stores.ratelimit_dynamodb import DynamoDBCounterStore
@@ -120,7 +119,7 @@ def build_services(settings: Settings) -> Services:
     from chatgate.stores.usage_dynamodb import DynamoDBUsageStore
     from chatgate.stores.workspaces_dynamodb import DynamoDBWorkspaceStore
 
-    tokens.preload(settings.models)  # the tokenizers load once per cold start, never on a request
+    # No tokenizer is loaded here: each family loads on its first request (tokens.encoding_for_async).
     # One TLS context (CA bundle loaded once) for both pools: each httpx client would otherwise build its own.
     tls = httpx.create_ssl_context()
     aws_http = aws_http_client(verify=tls)
@@ -135,6 +134,7 @@ def build_services(settings: Settings) -> Services:
         authenticator=Authenticator(
             DynamoDBKeyStore(dynamodb, settings.table_name),
             cache_seconds=settings.key_cache_seconds,
+            negative_cache_seconds=settings.key_negative_cache_seconds,
             last_used_interval=settings.key_last_used_interval_seconds,
         ),
         upstreams=UpstreamDirectory(
@@ -142,6 +142,7 @@ def build_services(settings: Settings) -> Services:
             models=settings.models,
             secret_name=settings.upstream_secret_name,
             byok_secret_name=settings.byok_secret_name,
+            byok_endpoints=byok_endpoint_policy(settings),
         ),
         workspaces=WorkspaceDirectory(
             DynamoDBWorkspaceStore(dynamodb, settings.table_name),

@@ -50,6 +50,8 @@ def prepare(environ: Mapping[str, str] | None = None, *, settings: Settings | No
 
     environ = os.environ if environ is None else environ
     settings = settings or Settings()
+    if settings.byok_endpoint_suffixes_csv is None:  # contract: dev also allows http loopback BYOK endpoints
+        settings = settings.model_copy(update={"byok_allow_http_loopback": True})
     stops: list[Callable[[], None]] = []
     aws_endpoint = None
     if not aws.external_aws_configured():
