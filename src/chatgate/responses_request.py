@@ -42,6 +42,7 @@ class ResponsesRequest:
     previous_response_id: str | None
     max_output_tokens: int | None
     forward: dict[str, Any] = field(repr=False)
+    body_size: int = 0  # bytes of the raw body: large prompts are counted off the event loop
 
 
 def _refused(param: str, message: str) -> InvalidRequest:

@@ -109,7 +109,7 @@ async def test_stored_response_calls_and_their_404() -> None:
     azure = recorder.client()
     await azure.stored_response(call, "GET")
     await azure.stored_response(call, "DELETE")
-    await azure.stored_response(call, "GET", "/input_items", {"limit": "5"})
+    await azure.stored_response(call, "GET", "/input_items", [("limit", "5")])
     assert [(r.method, str(r.url)) for r in recorder.requests] == [
         ("GET", "https://r.azure.test/openai/v1/responses/resp_1"),
         ("DELETE", "https://r.azure.test/openai/v1/responses/resp_1"),

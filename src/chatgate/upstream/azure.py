@@ -13,7 +13,7 @@ timeouts are explicit: connecting fails fast, reading waits long enough for reas
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from urllib.parse import quote
@@ -115,13 +115,17 @@ class AzureOpenAI:
         return await self._open(target, self._request(target, body, responses_url(target.resource)))
 
     async def stored_response(
-        self, call: StoredResponseCall, method: str, suffix: str = "", params: Mapping[str, str] | None = None
+        self,
+        call: StoredResponseCall,
+        method: str,
+        suffix: str = "",
+        params: list[tuple[str, str]] | None = None,
     ) -> bytes:
         """GET or DELETE `/responses/{id}` (or GET `.../input_items` with `suffix`); Azure's JSON body."""
         request = self._http.build_request(
             method,
             responses_url(call.resource, call.response_id, suffix),
-            params=dict(params or {}),
+            params=httpx.QueryParams([(name, value) for name, value in params or ()]),
             headers={"api-key": call.resource.api_key},
         )
         try:
