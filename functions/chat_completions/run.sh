@@ -16,4 +16,5 @@ exec python3 -m uvicorn chatgate.asgi:app \
     --host 127.0.0.1 \
     --port "${AWS_LWA_PORT:-${PORT:-8080}}" \
     --no-access-log \
+    --timeout-graceful-shutdown "${CHATGATE_SHUTDOWN_GRACE_SECONDS:-10}" \
     --no-server-header

@@ -7,9 +7,10 @@ is how `chatgate dev` and the tests point it at an emulator.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -38,12 +39,20 @@ class Services:
     usage: UsageLedger
     azure: AzureOpenAI
     http: httpx.AsyncClient
-    extras: dict[str, Any] = field(default_factory=dict)
 
-    async def aclose(self) -> None:
-        await self.limiter.drain()
-        await self.usage.drain()
-        await self.authenticator.drain()
+    async def drain(self) -> None:
+        """Wait for settlement writes still in flight (they run shielded, so a cancelled request's
+        writes may outlive it)."""
+        await asyncio.gather(self.limiter.drain(), self.usage.drain(), self.authenticator.drain())
+
+    async def aclose(self, grace_seconds: float | None = None) -> None:
+        """At shutdown: let settlements in flight complete (at most `grace_seconds`), then close."""
+        try:
+            await asyncio.wait_for(self.drain(), grace_seconds)
+        except TimeoutError:
+            logging.getLogger(__name__).error(
+                "shutdown: settlement writes still in flight after %.1f s were abandoned", grace_seconds
+            )
         await self.http.aclose()
 
 
