@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from chatgate.auth import Authenticator
+from chatgate.ownership import ResponseOwnership
 from chatgate.ratelimit import Limits, RateLimiter
 from chatgate.settings import Settings
 from chatgate.upstream.azure import AzureOpenAI
@@ -39,6 +40,7 @@ class Services:
     usage: UsageLedger
     azure: AzureOpenAI
     http: httpx.AsyncClient
+    ownership: ResponseOwnership  # who owns each stored Responses API response
 
     async def drain(self) -> None:
         """Wait for settlement writes still in flight (they run shielded, so a cancelled request's
@@ -106,6 +108,7 @@ def http_client(settings: Settings) -> httpx.AsyncClient:
 def build_services(settings: Settings) -> Services:
     from chatgate import tokens
     from chatgate.stores.keys_dynamodb import DynamoDBKeyStore
+    from chatgate.stores.ownership_dynamodb import DynamoDBOwnershipStore
     from chatgate.stores.ratelimit_dynamodb import DynamoDBCounterStore
     from chatgate.stores.secrets import SecretsManagerSource
     from chatgate.stores.usage_dynamodb import DynamoDBUsageStore
@@ -139,4 +142,5 @@ def build_services(settings: Settings) -> Services:
         usage=UsageLedger(DynamoDBUsageStore(dynamodb, settings.table_name)),
         azure=AzureOpenAI(http),
         http=http,
+        ownership=ResponseOwnership(DynamoDBOwnershipStore(dynamodb, settings.table_name)),
     )

@@ -66,13 +66,6 @@ class StoredResponseCall(NamedTuple):
     byok_workspace: str | None = None
 
 
-class SseEvent(NamedTuple):
-    """One server-sent event as received: its `event:` name (None when absent) and its `data`."""
-
-    event: str | None
-    data: bytes
-
-
 class AzureOpenAI:
     """The Azure OpenAI data-plane client (chat completions)."""
 
@@ -201,28 +194,6 @@ class UpstreamStream:
             raise UpstreamTimeout("The upstream stopped sending the response in time.") from None
         except httpx.HTTPError:
             raise UpstreamError("The upstream connection failed while streaming the response.") from None
-
-    async def events(self) -> AsyncIterator[SseEvent]:
-        """Each server-sent event (`event:` name and `data`) until Azure closes the stream; whether the
-        stream was complete is the caller's to judge (the Responses API has no `[DONE]`). Transport
-        failures are raised as ChatgateErrors."""
-        name: str | None = None
-        data: list[str] = []
-        try:
-            async for line in self._response.aiter_lines():
-                if line.startswith("event:"):
-                    name = line[6:].strip()
-                elif line.startswith("data:"):
-                    data.append(line[5:].removeprefix(" "))
-                elif not line and data:
-                    yield SseEvent(name, "\n".join(data).encode())
-                    name, data = None, []
-        except httpx.TimeoutException:
-            raise UpstreamTimeout("The upstream stopped sending the response in time.") from None
-        except httpx.HTTPError:
-            raise UpstreamError("The upstream connection failed while streaming the response.") from None
-        if data:
-            yield SseEvent(name, "\n".join(data).encode())
 
     async def aclose(self) -> None:
         await self._response.aclose()
