@@ -5,11 +5,13 @@ residency; reasoning models on default settings."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import openai
 import pytest
 
+from chatgate.cli import main
 from chatgate.dev.azure_emulator_reply import CAT_POEM
 from tests.conftest import EMULATOR_KEYS, Stack
 
@@ -176,3 +178,24 @@ def test_errors_map_as_for_chat_completions(
     assert set(error) >= {"message", "type", "param", "code"}
     if code is not None:
         assert error["code"] == code
+
+
+def test_usage_is_settled_from_azures_usage_before_the_response_ends(
+    gateway: str, stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = sdk(gateway, stack.create_key("metered"))
+    created = client.responses.create(model="o4-mini", input=CATS)
+    with client.responses.stream(model="o4-mini", input="[[words:30]]", max_output_tokens=200) as stream:
+        streamed = stream.get_final_response()
+    # Settled before each body ended (no waiting): the usage record already holds both, as Azure counted.
+    today = datetime.now(UTC).date()
+    argv = ["usage", "--workspace", "metered", "--json"]
+    argv += ["--from", str(today - timedelta(days=1)), "--to", str(today + timedelta(days=1))]
+    capsys.readouterr()
+    assert main(argv) == 0
+    [record] = json.loads(capsys.readouterr().out)["records"]
+    assert created.usage is not None and streamed.usage is not None
+    assert record["model"] == "o4-mini" and record["requests"] == 2
+    assert record["prompt_tokens"] == created.usage.input_tokens + streamed.usage.input_tokens
+    assert record["completion_tokens"] == created.usage.output_tokens + streamed.usage.output_tokens
+    assert record["counted_requests"] == 0
