@@ -117,14 +117,18 @@ def count_prompt_tokens(model: str, body: dict[str, Any]) -> int:
     for message in body.get("messages") or ():
         if isinstance(message, dict):
             total += _count_message(encoding, message)
-    overhead = _FUNCTION_OVERHEAD[encoding.name]
     tools = body.get("tools") or ()
     functions = [t.get("function") for t in tools if isinstance(t, dict)]
     functions += list(body.get("functions") or ())
-    definitions = [f for f in functions if isinstance(f, dict)]
-    if definitions:
-        total += sum(_count_function(encoding, f, overhead) for f in definitions) + overhead.func_end
-    return total
+    return total + count_function_definitions(encoding, [f for f in functions if isinstance(f, dict)])
+
+
+def count_function_definitions(encoding: Encoding, definitions: list[dict[str, Any]]) -> int:
+    """Function definitions ({name, description, parameters}) with the cookbook's overheads; 0 for none."""
+    if not definitions:
+        return 0
+    overhead = _FUNCTION_OVERHEAD[encoding.name]
+    return sum(_count_function(encoding, f, overhead) for f in definitions) + overhead.func_end
 
 
 @dataclass(frozen=True, slots=True)

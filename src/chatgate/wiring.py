@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from chatgate.auth import Authenticator
+from chatgate.ownership import ResponseOwnership
 from chatgate.ratelimit import Limits, RateLimiter
 from chatgate.settings import Settings
 from chatgate.upstream.azure import AzureOpenAI
@@ -43,6 +44,7 @@ class Services:
     usage: UsageLedger
     azure: AzureOpenAI
     http: httpx.AsyncClient
+    ownership: ResponseOwnership  # who owns each stored Responses API response
     aws_http: httpx.AsyncClient | None = None
 
     async def drain(self) -> None:
@@ -114,6 +116,7 @@ def http_client(settings: Settings, verify: ssl.SSLContext | bool = True) -> htt
 def build_services(settings: Settings) -> Services:
     from chatgate.stores.aws import DYNAMODB, SECRETS_MANAGER, AwsJsonClient, aws_http_client
     from chatgate.stores.keys_dynamodb import DynamoDBKeyStore
+    from chatgate.stores.ownership_dynamodb import DynamoDBOwnershipStore
     from chatgate.stores.ratelimit_dynamodb import DynamoDBCounterStore
     from chatgate.stores.secrets import SecretsManagerSource, secret_reader
     from chatgate.stores.usage_dynamodb import DynamoDBUsageStore
@@ -156,4 +159,5 @@ def build_services(settings: Settings) -> Services:
         azure=AzureOpenAI(http),
         http=http,
         aws_http=aws_http,
+        ownership=ResponseOwnership(DynamoDBOwnershipStore(dynamodb, settings.table_name)),
     )

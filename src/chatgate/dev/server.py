@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chatgate.settings import Settings
+from chatgate.upstream.config import DEFAULT_API_VERSION
 
 DEMO_WORKSPACE = "demo"
 DEMO_BODY = json.dumps(
@@ -72,7 +73,11 @@ def prepare(environ: Mapping[str, str] | None = None, *, settings: Settings | No
             emulator = start_emulator(state)
             stops.append(emulator.stop)
             emulators[region] = emulator
-            upstream = {"endpoint": emulator.url, "api_key": state.api_key, "api_version": "2024-10-21"}
+            upstream = {
+                "endpoint": emulator.url,
+                "api_key": state.api_key,
+                "api_version": DEFAULT_API_VERSION,
+            }
         aws.put_secret(secretsmanager, settings.upstream_secret_name(region), upstream)
         upstream_urls[region] = upstream["endpoint"]
 
