@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -93,7 +92,7 @@ def preload(models: tuple[str, ...] | list[str] | None = None) -> None:
 
 def count_text(encoding: Encoding, text: str, *, stop_above: int | None = None) -> int:
     """Tokens of plain text; special-token strings count as ordinary text, as the API does for content.
-    Linear in the text's length: exact, except inside very long runs of one character class."""
+    Linear in the text's length: exact, except inside long stretches without a space (tokenizer.py)."""
     return tokenizer.count(encoding, text, stop_above=stop_above) if text else 0
 
 
@@ -125,28 +124,18 @@ def count_prompt_tokens(model: str, body: dict[str, Any], *, stop_above: int | N
             total += _count_message(encoding, message, remaining)
             if stop_above is not None and total > stop_above:
                 return total
-    overhead = _FUNCTION_OVERHEAD[encoding.name]
     tools = body.get("tools") or ()
     functions = [t.get("function") for t in tools if isinstance(t, dict)]
     functions += list(body.get("functions") or ())
-    definitions = [f for f in functions if isinstance(f, dict)]
-    if definitions:
-        total += sum(_count_function(encoding, f, overhead) for f in definitions) + overhead.func_end
-    return total
+    return total + count_function_definitions(encoding, [f for f in functions if isinstance(f, dict)])
 
 
-def completion_allowance(body: dict[str, Any], default: int) -> int:
-    """Completion tokens to reserve: max_completion_tokens, else max_tokens, else `default`."""
-    for field in ("max_completion_tokens", "max_tokens"):
-        value = body.get(field)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return default
-
-
-def request_tokens(model: str, body: dict[str, Any], default_completion: int) -> int:
-    """What to reserve before forwarding: prompt tokens plus the completion allowance."""
-    return count_prompt_tokens(model, body) + completion_allowance(body, default_completion)
+def count_function_definitions(encoding: Encoding, definitions: list[dict[str, Any]]) -> int:
+    """Function definitions ({name, description, parameters}) with the cookbook's overheads; 0 for none."""
+    if not definitions:
+        return 0
+    overhead = _FUNCTION_OVERHEAD[encoding.name]
+    return sum(_count_function(encoding, f, overhead) for f in definitions) + overhead.func_end
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,34 +150,6 @@ class TokenUsage:
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
-
-
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
-
-
-def actual_usage(
-    model: str, prompt_tokens: int, usage: Mapping[str, Any] | None, completion_text: Iterable[str] = ()
-) -> TokenUsage:
-    """Usage of a finished request: Azure's usage when it came, else the counted prompt plus the tokens
-    of the text streamed before a failure or disconnect."""
-    if usage:
-        prompt, completion = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
-        if prompt is not None and completion is not None:
-            return TokenUsage(prompt, completion, "azure")
-        total = _count(usage.get("total_tokens"))
-        if total is not None:  # only a total: split it with the counted prompt
-            prompt = min(prompt_tokens, total)
-            return TokenUsage(prompt, total - prompt, "azure")
-    completion = count_text(encoding_for(model), "".join(completion_text))
-    return TokenUsage(prompt_tokens, completion, "counted")
-
-
-def actual_tokens(
-    model: str, prompt_tokens: int, usage: Mapping[str, Any] | None, completion_text: Iterable[str] = ()
-) -> int:
-    """Tokens a finished request used (prompt + completion), for reconcile()."""
-    return actual_usage(model, prompt_tokens, usage, completion_text).total_tokens
 
 
 def _count_message(encoding: Encoding, message: dict[str, Any], stop_above: int | None = None) -> int:

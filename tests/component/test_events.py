@@ -29,6 +29,8 @@ EXPECTED: dict[str, tuple[int, str | None]] = {
     "chat_completions_content_filter.json": (400, "content_filter"),
     "chat_completions_rate_limited.json": (429, "rate_limit_exceeded"),
     "models_list.json": (200, None),
+    "responses_success.json": (200, None),
+    "responses_stream.json": (200, None),
 }
 # Scenarios that need state first: the workspace has already used its budget.
 BUDGET_USED = {"chat_completions_rate_limited.json"}
@@ -68,23 +70,31 @@ def test_event_through_the_lambda_handler(stack: Stack, name: str) -> None:
     status, code = EXPECTED[name]
     assert result["statusCode"] == status, result["body"]
     headers = {k.lower(): v for k, v in result["headers"].items()}
-    assert headers["x-request-id"].startswith("req_")
+    assert headers["x-request-id"] == event["requestContext"]["requestId"]  # API Gateway's request id
     if code is None:
-        if "stream" in name:
+        if name == "responses_stream.json":
+            assert headers["content-type"].startswith("text/event-stream")
+            last = result["body"].rstrip().split("\n\n")[-1]
+            assert last.startswith("event: response.completed\ndata: ")
+        elif "stream" in name:
             assert headers["content-type"].startswith("text/event-stream")
             assert result["body"].rstrip().endswith("data: [DONE]")
         elif name.startswith("models"):
             assert json.loads(result["body"])["object"] == "list"
+        elif name.startswith("responses"):
+            assert json.loads(result["body"])["object"] == "response"
         else:
             assert json.loads(result["body"])["object"] == "chat.completion"
     else:
         assert json.loads(result["body"])["error"]["code"] == code
-    if status in (200, 429) and name.startswith("chat_completions"):
+    if status in (200, 429) and name.startswith(("chat_completions", "responses")):
         assert headers["x-ratelimit-limit-requests"]
 
 
 def test_chatgate_invoke_prints_the_lambda_response(stack: Stack, capsys: pytest.CaptureFixture[Any]) -> None:
     assert main(["invoke", str(EVENTS / "chat_completions_success.json")]) == 0
-    printed = json.loads(capsys.readouterr().out)
+    printed = json.loads(capsys.readouterr().out)  # stdout is the Lambda response alone
     assert printed["statusCode"] == 200
+    headers = {k.lower(): v for k, v in printed["headers"].items()}
+    assert headers["x-request-id"] == "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"  # the event's requestId
     assert json.loads(printed["body"])["choices"][0]["message"]["content"]

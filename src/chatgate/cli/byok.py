@@ -1,7 +1,7 @@
 """`chatgate workspaces byok set | show | remove`: a workspace's own Azure OpenAI resource, per region.
 
     chatgate workspaces byok set --workspace W --region eu --endpoint https://R.openai.azure.com \\
-        --api-key-stdin [--api-version V] [--deployment MODEL[=DEPLOYMENT] ...]  < key.txt
+        --api-key-stdin [--api-version v1|DATE[-preview]] [--deployment MODEL[=DEPLOYMENT] ...] < key.txt
 
 The API key is read from standard input (a prompt without echo on a terminal), never from the command line,
 and is never printed or logged. The models the workspace may use are the --deployment models; without any
@@ -29,6 +29,7 @@ from chatgate.upstream.config import (
     EndpointPolicy,
     byok_capable,
     byok_endpoint_policy,
+    normalize_api_version,
 )
 
 if TYPE_CHECKING:
@@ -53,7 +54,12 @@ def register(workspace_commands: Commands) -> None:
     )
     # Recognised only to refuse it without echoing the value (argparse would print unknown arguments).
     set_.add_argument("--api-key", dest="api_key_argument", help=argparse.SUPPRESS)
-    set_.add_argument("--api-version", default=DEFAULT_API_VERSION)
+    set_.add_argument(
+        "--api-version",
+        default=DEFAULT_API_VERSION,
+        help="Azure's surface for chat completions: v1 (default; serves every model) or a dated version "
+        "such as 2025-04-01-preview (reasoning models need 2024-12-01-preview or later)",
+    )
     set_.add_argument(
         "--deployment",
         action="append",
@@ -181,10 +187,14 @@ def run_set(args: argparse.Namespace) -> int:
     if not args.api_key_stdin:
         fail("--api-key-stdin is required: pipe the Azure API key in on standard input", 2)
     workspace = check_workspace(args.workspace)
+    try:
+        api_version = normalize_api_version(args.api_version)
+    except ValueError as error:
+        fail(str(error), 2)
     resource = AzureResource(
         endpoint=check_endpoint(args.endpoint),
         api_key=read_api_key(),
-        api_version=args.api_version.strip() or DEFAULT_API_VERSION,
+        api_version=api_version,
         deployments=parse_deployments(args.deployment),
     )
     settings = Settings()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from chatgate.settings import Settings
 from chatgate.stores import schema
+from chatgate.upstream.config import DEFAULT_API_VERSION
 
 if TYPE_CHECKING:
     from moto.server import ThreadedMotoServer
@@ -108,6 +109,6 @@ def upstreams_from_environment(
             found[region] = {
                 "endpoint": endpoint,
                 "api_key": get("AZURE_OPENAI_API_KEY") or "",
-                "api_version": get("AZURE_OPENAI_API_VERSION") or "2024-10-21",
+                "api_version": get("AZURE_OPENAI_API_VERSION") or DEFAULT_API_VERSION,
             }
     return found

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chatgate.settings import Settings
+from chatgate.upstream.config import DEFAULT_API_VERSION
 
 DEMO_WORKSPACE = "demo"
 DEMO_BODY = json.dumps(
@@ -72,7 +73,11 @@ def prepare(environ: Mapping[str, str] | None = None, *, settings: Settings | No
             emulator = start_emulator(state)
             stops.append(emulator.stop)
             emulators[region] = emulator
-            upstream = {"endpoint": emulator.url, "api_key": state.api_key, "api_version": "2024-10-21"}
+            upstream = {
+                "endpoint": emulator.url,
+                "api_key": state.api_key,
+                "api_version": DEFAULT_API_VERSION,
+            }
         aws.put_secret(secretsmanager, settings.upstream_secret_name(region), upstream)
         upstream_urls[region] = upstream["endpoint"]
 
@@ -115,10 +120,19 @@ def serve(host: str, port: int, environ: Mapping[str, str] | None = None) -> Non
     import uvicorn
 
     from chatgate.app import create_app
+    from chatgate.logs import configure_logging
 
     stack = prepare(environ)
+    configure_logging(stack.settings.log_level)  # JSON log lines on stderr; metrics lines on stdout
     try:
         print(banner(stack, host, port), flush=True)
-        uvicorn.run(create_app(stack.settings), host=host, port=port, log_level="info")
+        uvicorn.run(
+            create_app(stack.settings),
+            host=host,
+            port=port,
+            log_level="info",
+            # On SIGTERM / Ctrl-C: requests in flight finish and settle, within this bound.
+            timeout_graceful_shutdown=max(1, round(stack.settings.shutdown_grace_seconds)),
+        )
     finally:
         stack.close()

@@ -2,8 +2,16 @@
 and the model's deployment there.
 
 Upstream settings live in Secrets Manager as JSON secrets:
-    {"endpoint": "https://<resource>.openai.azure.com", "api_key": "...", "api_version": "2024-10-21",
+    {"endpoint": "https://<resource>.openai.azure.com", "api_key": "...", "api_version": "v1",
      "deployments": {"gpt-4o": "my-gpt4o-deployment"}}
+
+`api_version` chooses the Azure surface for chat completions (the Responses API is on v1 only, and every
+resource serves v1):
+- "v1" (the default): Azure's v1 API, `/openai/v1/chat/completions`, no api-version, the deployment name
+  in the body's `model`. It serves every model of the default allowlist, reasoning models included.
+- a dated version ("2024-10-21", "2025-04-01-preview"): `/openai/deployments/{d}/chat/completions
+  ?api-version=...`. Azure refuses reasoning models (o1, o3, o4, gpt-5 families) on versions older than
+  2024-12-01-preview.
 - the stack's shared resource, one secret per region (`Settings.upstream_secret_name`); `deployments` is
   optional there (a model's deployment defaults to its name) and the models are the stack's
   (CHATGATE_MODELS);
@@ -37,7 +45,11 @@ from urllib.parse import urlsplit
 from chatgate.errors import ModelNotFound, UpstreamError
 from chatgate.settings import DEFAULT_BYOK_ENDPOINT_SUFFIXES, Settings
 
-DEFAULT_API_VERSION = "2024-10-21"
+# Azure's v1 surface: no api-version, serves every model (a dated version can be chosen per upstream).
+V1_API_VERSION = "v1"
+DEFAULT_API_VERSION = V1_API_VERSION
+# Dated versions: YYYY-MM-DD, optionally -preview.
+_DATED_API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?")
 # The owner (`owned_by`) of the models the stack's shared resources serve.
 STACK_OWNER = "chatgate"
 # Workspace ids that can have a BYOK secret: the characters Secrets Manager allows in a name, minus "/".
@@ -97,6 +109,20 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def normalize_api_version(value: object) -> str:
+    """The api_version of a secret or the CLI: "v1" (also when unset) or a dated version; ValueError
+    otherwise."""
+    text = str(value or "").strip()
+    if not text or text.lower() == V1_API_VERSION:
+        return V1_API_VERSION
+    if _DATED_API_VERSION.fullmatch(text) is None:
+        raise ValueError(
+            "api_version must be 'v1' or a dated version such as 2024-10-21 or 2025-04-01-preview, "
+            f"not {text!r}"
+        )
+    return text
+
+
 def byok_capable(workspace_id: str) -> bool:
     """Whether a workspace id can name a BYOK secret (others never have one, and are never looked up)."""
     return _BYOK_WORKSPACE.fullmatch(workspace_id) is not None
@@ -124,7 +150,7 @@ class AzureResource:
         return cls(
             endpoint=endpoint.rstrip("/"),
             api_key=api_key,
-            api_version=str(value.get("api_version") or DEFAULT_API_VERSION),
+            api_version=normalize_api_version(value.get("api_version")),
             deployments=dict(deployments),
         )
 
@@ -139,6 +165,11 @@ class AzureResource:
 
     def deployment_for(self, model: str) -> str:
         return self.deployments.get(model, model)
+
+    @property
+    def v1(self) -> bool:
+        """Whether chat completions go to Azure's v1 surface (else the dated one)."""
+        return self.api_version == V1_API_VERSION
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +248,14 @@ class UpstreamDirectory:
         if own is not None:
             return ModelCatalog(self._byok_models(own), owned_by=workspace_id, byok=True)
         return ModelCatalog(self._models, owned_by=STACK_OWNER, byok=False)
+
+    async def owner_resource(self, region: str, workspace_id: str) -> tuple[AzureResource, str | None]:
+        """The resource that serves the workspace in the region, and the BYOK workspace (None: the
+        stack's) - where the workspace's stored responses live."""
+        own = await self._byok(region, workspace_id)
+        if own is not None:
+            return own, workspace_id
+        return await self.resource(region), None
 
     async def resource(self, region: str) -> AzureResource:
         """The stack's shared resource for a region."""
