@@ -57,11 +57,13 @@ async def run(
         target = await services.upstreams.resolve(region, caller.workspace_id, parsed.model)
         observed.identify(model=parsed.model)  # allowed for this caller: safe as a metric dimension
 
-        prompt = await api.prompt_tokens(parsed)
+        # The limits first: a prompt above the token limit is refused whatever its size, so counting a
+        # hostile 4 MiB body stops there (tokens.count_prompt_tokens, stop_above).
+        limits = await services.workspaces.limits(caller.workspace_id, parsed.model)
+        prompt = await api.prompt_tokens(parsed, stop_above=limits.tokens)
         allowance = parsed.max_output_tokens or settings.default_completion_reserve
         observed.step("validate", began)
         began = time.perf_counter()
-        limits = await services.workspaces.limits(caller.workspace_id, parsed.model)
         reservation = await services.limiter.reserve(
             caller.workspace_id, parsed.model, prompt + allowance, limits
         )

@@ -80,9 +80,10 @@ class Api(Protocol[RequestT]):
         """Read and validate a body (InvalidRequest on anything OpenAI would refuse)."""
         ...
 
-    async def prompt_tokens(self, request: RequestT) -> int:
+    async def prompt_tokens(self, request: RequestT, *, stop_above: int | None = None) -> int:
         """The request's prompt tokens, counted offline with the model's tokenizer, off the event loop
-        when the prompt is large."""
+        when the prompt is large. Counting may stop once past `stop_above` (the caller's token limit: a
+        prompt that large is refused whatever its exact size), returning a count above it."""
         ...
 
     async def complete(self, azure: AzureOpenAI, target: UpstreamTarget, request: RequestT) -> Answer:

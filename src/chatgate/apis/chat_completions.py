@@ -125,8 +125,10 @@ class ChatCompletionsApi:
     def parse(self, raw: bytes) -> ChatRequest:
         return replace(validate_chat_request(parse_body(raw)), body_size=len(raw))
 
-    async def prompt_tokens(self, request: ChatRequest) -> int:
-        return await tokens.count_prompt_tokens_async(request.model, request.forward, request.body_size)
+    async def prompt_tokens(self, request: ChatRequest, *, stop_above: int | None = None) -> int:
+        return await tokens.count_prompt_tokens_async(
+            request.model, request.forward, request.body_size, stop_above=stop_above
+        )
 
     async def complete(self, azure: AzureOpenAI, target: UpstreamTarget, request: ChatRequest) -> Answer:
         completion = await azure.complete(target, request.upstream_body())

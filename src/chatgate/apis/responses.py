@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from chatgate import tokens
 from chatgate.apis.base import Answer
 from chatgate.apis.chat_completions import upstream_error_event
 from chatgate.errors import ChatgateError
@@ -156,7 +157,8 @@ class ResponsesApi:
     def parse(self, raw: bytes) -> ResponsesRequest:
         return replace(validate_responses_request(parse_body(raw)), body_size=len(raw))
 
-    async def prompt_tokens(self, request: ResponsesRequest) -> int:
+    async def prompt_tokens(self, request: ResponsesRequest, *, stop_above: int | None = None) -> int:
+        await tokens.encoding_for_async(request.model)  # a family's first load happens off the event loop
         if request.body_size <= _INLINE_COUNT_BYTES:
             return count_input_tokens(request.model, request.forward)
         return await asyncio.to_thread(count_input_tokens, request.model, request.forward)
