@@ -13,7 +13,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from chatgate.errors import ChatgateError, InvalidRequest, MethodNotAllowed, NotFound
+from chatgate import observability
+from chatgate.errors import (
+    ChatgateError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamTimeout,
+)
+from chatgate.metrics import MetricsConfig
 from chatgate.middleware import RequestContextMiddleware
 from chatgate.routes import PREFIXES, add_routes
 from chatgate.settings import Settings
@@ -33,6 +43,8 @@ async def healthz() -> dict[str, str]:
 
 
 def render_error(error: ChatgateError) -> JSONResponse:
+    upstream = isinstance(error, (UpstreamError, UpstreamTimeout, UpstreamRejected))
+    observability.current().failed(error.status_code, error.code, upstream=upstream)
     return JSONResponse(error.to_dict(), status_code=error.status_code, headers=error.headers)
 
 
@@ -88,5 +100,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.add_exception_handler(ChatgateError, _chatgate_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_middleware(RequestContextMiddleware)
+    settings_ = app.state.settings
+    metrics = MetricsConfig(
+        namespace=settings_.metrics_namespace,
+        per_workspace=settings_.metrics_per_workspace,
+        enabled=settings_.metrics_enabled,
+    )
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from chatgate import observability
 from chatgate.auth import Principal
 from chatgate.errors import InvalidRequest, NotFound
 from chatgate.wiring import Services, build_services
@@ -33,6 +34,7 @@ async def served_region(region: str, services: ServicesDep) -> str:
             param="region",
             code="region_not_found",
         )
+    observability.current().identify(region=region)  # served: safe as a metric dimension
     return region
 
 
@@ -40,7 +42,9 @@ Region = Annotated[str, Depends(served_region)]
 
 
 async def authenticated(request: Request, services: ServicesDep) -> Principal:
-    return await services.authenticator.authenticate(request.headers.get("authorization"))
+    principal = await services.authenticator.authenticate(request.headers.get("authorization"))
+    observability.current().identify(workspace=principal.workspace_id)
+    return principal
 
 
 Caller = Annotated[Principal, Depends(authenticated)]

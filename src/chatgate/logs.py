@@ -1,6 +1,9 @@
 """Structured logs: one JSON object per line, with the request id, for CloudWatch Logs Insights.
 
 Never log prompts, completions, keys or secrets: log ids, counts, statuses and exception types.
+A record may carry more such fields as `extra={"fields": {...}}` (the access line does: workspace, model,
+Lambda's and Azure's request ids); they are added to the object, never replacing the ones above.
+The metrics lines (metrics.py) are written to stdout on their own, never through these handlers.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "request_id": request_id_var.get(),
         }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update({k: v for k, v in fields.items() if k not in entry})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, separators=(",", ":"))

@@ -1,71 +1,175 @@
-"""The outermost layer of every request: a request id, an access log line, and a last-resort 500.
+"""The outermost layer of every request: its id, its observation, and a last-resort 500.
 
-A pure ASGI middleware (not BaseHTTPMiddleware, which would buffer streamed responses). It stamps
-`x-request-id` on every response, errors and streams included, and if an unexpected exception escapes the
-app before the response started, it answers with a generic OpenAI-shaped 500 naming only the request id.
+A pure ASGI middleware (not BaseHTTPMiddleware, which would buffer streamed responses). It
+- names the request: API Gateway's `requestId` when there is one (Mangum's `scope["aws.event"]`, or the
+  `x-amzn-request-context` header Lambda Web Adapter adds), a fresh `req_...` id otherwise; every
+  response carries it as `x-request-id`, every log line as `request_id`;
+- creates the request's RequestObservation (observability.py) and stamps `server-timing` on the response;
+- writes the request's metrics line and access log line just BEFORE the response's last body message is
+  passed on: Lambda freezes the sandbox as the body ends (Lambda Web Adapter) or the handler returns
+  (Mangum), so nothing may be written after it;
+- answers an unexpected exception that escapes the app before the response started with a generic
+  OpenAI-shaped 500 naming only the request id.
 """
 
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
-import time
+import re
 import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from chatgate import tracing
 from chatgate.errors import InternalError
+from chatgate.metrics import MetricsConfig, emit
+from chatgate.observability import RequestObservation, api_of, observation_var
 
 logger = logging.getLogger("chatgate.access")
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+# API Gateway request ids are UUIDs; Lambda's too. Anything else (a header forged outside API Gateway) is
+# ignored rather than echoed into logs and headers.
+_AWS_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{7,63}")
+_TRACE_HEADER = re.compile(r"[A-Za-z0-9=;:._-]{1,256}")
+_UNTRACED_PATHS = frozenset({"/healthz"})
 
 
 def new_request_id() -> str:
     return f"req_{uuid.uuid4().hex}"
 
 
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers") or ():
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _json_object(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _aws_id(value: Any) -> str | None:
+    return value if isinstance(value, str) and _AWS_ID.fullmatch(value) else None
+
+
+def aws_context(scope: Scope) -> tuple[str | None, str | None, str | None]:
+    """(API Gateway request id, Lambda request id, X-Ray trace header) of a request, where known.
+
+    Mangum: the event is `scope["aws.event"]`, the Lambda context `scope["aws.context"]`, and the Lambda
+    runtime sets `_X_AMZN_TRACE_ID` (read by tracing.py). Lambda Web Adapter: the headers
+    `x-amzn-request-context` and `x-amzn-lambda-context` (JSON), which it sets on every request it
+    forwards, replacing any a client sent."""
+    event = scope.get("aws.event")
+    if isinstance(event, dict):
+        context = event.get("requestContext")
+        api_id = _aws_id(context.get("requestId")) if isinstance(context, dict) else None
+        lambda_id = _aws_id(getattr(scope.get("aws.context"), "aws_request_id", None))
+        return api_id, lambda_id, None
+    request_context = _json_object(_header(scope, b"x-amzn-request-context"))
+    lambda_context = _json_object(_header(scope, b"x-amzn-lambda-context"))
+    trace = lambda_context.get("xray_trace_id")
+    return (
+        _aws_id(request_context.get("requestId")),
+        _aws_id(lambda_context.get("request_id")),
+        trace if isinstance(trace, str) and _TRACE_HEADER.fullmatch(trace) else None,
+    )
+
+
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: MetricsConfig | None = None) -> None:
         self.app = app
+        self.metrics = metrics or MetricsConfig()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = new_request_id()
+        api_request_id, lambda_request_id, trace_header = aws_context(scope)
+        request_id = api_request_id or new_request_id()
+        path = str(scope.get("path", ""))
+        observation = RequestObservation(
+            request_id=request_id,
+            method=str(scope.get("method", "-")),
+            path=path,
+            api=api_of(path),
+            lambda_request_id=lambda_request_id,
+            trace_header=trace_header or tracing.lambda_trace_header(scope),
+        )
+        observed = path not in _UNTRACED_PATHS
         token = request_id_var.set(request_id)
-        scope.setdefault("state", {})["request_id"] = request_id
-        started = time.perf_counter()
-        status = 0
-        header = (b"x-request-id", request_id.encode())
+        observation_token = observation_var.set(observation)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["observation"] = observation
+        id_header = (b"x-request-id", request_id.encode())
 
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
+        def finish() -> None:
+            """The request's last words, before its last byte: access log, metrics line, trace."""
+            if observation.emitted:
+                return
+            if not observed:
+                observation.emitted = True
+                return
+            logger.info(
+                "%s %s %s %.1fms",
+                observation.method,
+                path,
+                observation.status,
+                observation.elapsed_ms(),
+                extra={"fields": _access_fields(observation)},
+            )
+            emit(observation, self.metrics)
+            tracing.send(observation)
+
+        async def observe(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", []), header]
+                observation.status = message["status"]
+                if observation.status >= 400 and observation.error is None:
+                    observation.failed(observation.status)
+                timing = (b"server-timing", observation.server_timing().encode())
+                message["headers"] = [*message.get("headers", []), id_header, timing]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                finish()
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, observe)
         except Exception:
             logger.exception("unhandled error request_id=%s", request_id)
-            if status == 0:
-                status = 500
-                await _send_json(send, 500, InternalError(request_id).to_json(), [header])
+            if observation.status == 0:
+                observation.status = 500
+                observation.failed(500)
+                await _send_json(observe, 500, InternalError(request_id).to_json())
         finally:
-            logger.info(
-                "%s %s %s %.1fms",
-                scope.get("method"),
-                scope.get("path"),
-                status,
-                (time.perf_counter() - started) * 1000,
-            )
+            finish()  # a response that never sent its last body message (client gone, exception)
+            observation_var.reset(observation_token)
             request_id_var.reset(token)
 
 
-async def _send_json(send: Send, status: int, body: bytes, headers: list[Any]) -> None:
+def _access_fields(observation: RequestObservation) -> dict[str, Any]:
+    fields = {
+        "status": observation.status,
+        "workspace": observation.workspace,
+        "model": observation.model,
+        "lambda_request_id": observation.lambda_request_id,
+        "upstream_request_id": observation.upstream_request_id,
+        "error_class": observation.error,
+    }
+    return {key: value for key, value in fields.items() if value not in (None, "-")}
+
+
+async def _send_json(send: Send, status: int, body: bytes) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -73,7 +177,6 @@ async def _send_json(send: Send, status: int, body: bytes, headers: list[Any]) -
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
-                *headers,
             ],
         }
     )

@@ -12,6 +12,7 @@ error is answered.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
@@ -19,6 +20,7 @@ import anyio
 from fastapi import Request, Response
 from starlette.types import Receive, Scope, Send
 
+from chatgate import observability
 from chatgate.dependencies import read_body
 from chatgate.errors import ChatgateError
 from chatgate.settlement import Settlement
@@ -44,19 +46,26 @@ async def run(
 ) -> Response:
     """Serve one authenticated request of `api` in `region`."""
     settings = services.settings
+    observed = observability.observation_of(request.scope)  # facts for metrics, server-timing, trace
+    observed.step("authenticate", observed.started)
     settlement = settlement_for(caller, services)
     headers: dict[str, str] = {}
     try:
+        began = time.perf_counter()
         raw = await read_body(request, settings.max_body_bytes)
         parsed = api.parse(raw)
         target = await services.upstreams.resolve(region, caller.workspace_id, parsed.model)
+        observed.identify(model=parsed.model)  # allowed for this caller: safe as a metric dimension
 
         prompt = await api.prompt_tokens(parsed)
         allowance = parsed.max_output_tokens or settings.default_completion_reserve
+        observed.step("validate", began)
+        began = time.perf_counter()
         limits = await services.workspaces.limits(caller.workspace_id, parsed.model)
         reservation = await services.limiter.reserve(
             caller.workspace_id, parsed.model, prompt + allowance, limits
         )
+        observed.step("reserve", began)
         settlement.admitted(reservation, prompt)
         headers = reservation.headers()
 

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from chatgate import tokens
+from chatgate import observability, tokens
 from chatgate.auth import Authenticator, Principal
 from chatgate.ratelimit import RateLimiter, Reservation
 from chatgate.tokens import TokenUsage
@@ -72,7 +72,7 @@ async def counted_completion(model: str, text: Iterable[str]) -> int:
     joined = "".join(text)
     if not joined:
         return 0
-    encoding = tokens.encoding_for(model)
+    encoding = await tokens.encoding_for_async(model)
     if len(joined) <= _INLINE_COUNT_CHARS:
         return tokens.count_text(encoding, joined)
     return await asyncio.to_thread(tokens.count_text, encoding, joined)
@@ -143,6 +143,10 @@ class Settlement:
             return
         self.settled = True
         self.charged = used
+        began = time.perf_counter()
+        observed = observability.current()  # the tokens of the metrics line and the trace
+        if used is not None:
+            observed.settled(used.prompt_tokens, used.completion_tokens, counted=used.source != "azure")
         writes: list[Awaitable[None]] = []
         touch = self._authenticator.record_use(self.caller)
         if touch is not None:
@@ -155,3 +159,4 @@ class Settlement:
             # Each write is shielded and logs its own failure; shield the gather too, so a cancelled
             # caller still waits for nothing less than all of them.
             await asyncio.shield(asyncio.gather(*writes))
+        observed.step("settle", began)

@@ -26,6 +26,7 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from chatgate import observability
 from chatgate.errors import ChatgateError, InternalError, UpstreamError, UpstreamTimeout
 from chatgate.settlement import StreamOutcome
 
@@ -143,6 +144,7 @@ class EventStreamResponse(Response):
         """Forward the upstream events as they arrive; return the stream's last frame (the API's end
         frame, or its error frame). Never raises but cancellation and the client's socket errors."""
         outcome, relay = self.outcome, self.relay
+        observed = observability.current()
         with anyio.move_on_after(self.max_seconds):
             try:
                 async for event in self.upstream.events():
@@ -150,26 +152,32 @@ class EventStreamResponse(Response):
                     frame = relay.relay(event)
                     if frame:
                         await self._write(send, frame)
+                        if relay.relayed_text:
+                            observed.first_token()  # time to first token (a no-op after the first)
                     if relay.finished:
                         return relay.end_frame()
                 raise UpstreamError("The upstream closed the stream before it was complete.")
             except OSError:
                 raise  # the client's socket, not the upstream (whose failures arrive as ChatgateErrors)
             except ChatgateError as error:
-                outcome.status = "failed"
-                return relay.error_frame(error)
+                return self._failed(error)
             except ValueError:
-                outcome.status = "failed"
-                return relay.error_frame(UpstreamError("The upstream sent an event chatgate could not read."))
+                return self._failed(UpstreamError("The upstream sent an event chatgate could not read."))
             except Exception:
                 logger.exception("relaying a stream failed request_id=%s", request_id)
-                outcome.status = "failed"
-                return relay.error_frame(InternalError(request_id))
-        outcome.status = "timed_out"
+                return self._failed(InternalError(request_id))
         logger.warning("stream reached its deadline of %.0f s", self.max_seconds)
-        return relay.error_frame(
-            UpstreamTimeout(
-                f"The stream reached chatgate's maximum duration of {self.max_seconds:.0f} seconds and was "
-                "ended. Ask for a shorter answer, or use a lower reasoning effort."
-            )
+        deadline = UpstreamTimeout(
+            f"The stream reached chatgate's maximum duration of {self.max_seconds:.0f} seconds and was "
+            "ended. Ask for a shorter answer, or use a lower reasoning effort."
         )
+        frame = self._failed(deadline)
+        outcome.status = "timed_out"
+        return frame
+
+    def _failed(self, error: ChatgateError) -> bytes:
+        """The stream's end after a failure: the API's error frame (and the error class, for metrics)."""
+        self.outcome.status = "failed"
+        upstream = not isinstance(error, InternalError)
+        observability.current().failed(error.status_code, error.code, upstream=upstream)
+        return self.relay.error_frame(error)

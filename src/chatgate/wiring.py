@@ -1,14 +1,18 @@
-"""The only place that builds clients: boto3 (DynamoDB, Secrets Manager), httpx, and the services on top.
+"""The only place that builds clients (httpx for Azure and for AWS, boto3 for tooling) and the services.
 
-Called once per cold start from the app's lifespan, never at import time. boto3 honours the standard
-`AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_SECRETS_MANAGER` variables itself, which
-is how `chatgate dev` and the tests point it at an emulator.
+Called once per cold start from the app's lifespan, never at import time. The request path talks to
+DynamoDB and Secrets Manager through stores/aws.py on httpx (already loaded for the upstream), so serving a
+request never imports boto3 (about 350 ms of a cold start). boto3 stays for the CLI and `chatgate dev`'s
+tooling (`aws_clients`). Both honour the standard `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_DYNAMODB` /
+`AWS_ENDPOINT_URL_SECRETS_MANAGER` variables, which is how `chatgate dev` and the tests point them at an
+emulator.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,7 +23,7 @@ from chatgate.ownership import ResponseOwnership
 from chatgate.ratelimit import Limits, RateLimiter
 from chatgate.settings import Settings
 from chatgate.upstream.azure import AzureOpenAI
-from chatgate.upstream.config import UpstreamDirectory
+from chatgate.upstream.config import UpstreamDirectory, byok_endpoint_policy
 from chatgate.usage import UsageLedger
 from chatgate.workspaces import WorkspaceDirectory
 
@@ -41,6 +45,7 @@ class Services:
     azure: AzureOpenAI
     http: httpx.AsyncClient
     ownership: ResponseOwnership  # who owns each stored Responses API response
+    aws_http: httpx.AsyncClient | None = None
 
     async def drain(self) -> None:
         """Wait for settlement writes still in flight (they run shielded, so a cancelled request's
@@ -56,11 +61,13 @@ class Services:
                 "shutdown: settlement writes still in flight after %.1f s were abandoned", grace_seconds
             )
         await self.http.aclose()
+        if self.aws_http is not None:
+            await self.aws_http.aclose()
 
 
 # botocore logs whole request and response bodies at DEBUG: Secrets Manager values (Azure keys) would be
 # in them. Its loggers never go below INFO, whatever level the root logger or CHATGATE_LOG_LEVEL asks for.
-_AWS_LOGGERS = ("botocore", "boto3", "aws_lambda_powertools.utilities.parameters")
+_AWS_LOGGERS = ("botocore", "boto3")
 
 
 def keep_secrets_out_of_aws_debug_logs() -> None:
@@ -87,9 +94,10 @@ def aws_clients(settings: Settings) -> tuple[DynamoDBClient, SecretsManagerClien
     return session.client("dynamodb", config=config), session.client("secretsmanager", config=config)
 
 
-def http_client(settings: Settings) -> httpx.AsyncClient:
+def http_client(settings: Settings, verify: ssl.SSLContext | bool = True) -> httpx.AsyncClient:
     """The upstream HTTP client: pooled, keep-alive, explicit timeouts."""
     return httpx.AsyncClient(
+        verify=verify,
         timeout=httpx.Timeout(
             settings.upstream_timeout_seconds,
             connect=settings.upstream_connect_timeout_seconds,
@@ -106,23 +114,30 @@ def http_client(settings: Settings) -> httpx.AsyncClient:
 
 
 def build_services(settings: Settings) -> Services:
-    from chatgate import tokens
+    from chatgate.stores.aws import DYNAMODB, SECRETS_MANAGER, AwsJsonClient, aws_http_client
     from chatgate.stores.keys_dynamodb import DynamoDBKeyStore
     from chatgate.stores.ownership_dynamodb import DynamoDBOwnershipStore
     from chatgate.stores.ratelimit_dynamodb import DynamoDBCounterStore
-    from chatgate.stores.secrets import SecretsManagerSource
+    from chatgate.stores.secrets import SecretsManagerSource, secret_reader
     from chatgate.stores.usage_dynamodb import DynamoDBUsageStore
     from chatgate.stores.workspaces_dynamodb import DynamoDBWorkspaceStore
 
-    tokens.preload(settings.models)  # the tokenizers load once per cold start, never on a request
-    dynamodb, secretsmanager = aws_clients(settings)
-    secrets = SecretsManagerSource(secretsmanager, max_age=settings.secret_max_age_seconds)
-    http = http_client(settings)
+    # No tokenizer is loaded here: each family loads on its first request (tokens.encoding_for_async).
+    # One TLS context (CA bundle loaded once) for both pools: each httpx client would otherwise build its own.
+    tls = httpx.create_ssl_context()
+    aws_http = aws_http_client(verify=tls)
+    dynamodb = AwsJsonClient(DYNAMODB, aws_http)
+    secrets = SecretsManagerSource(
+        secret_reader(aws_http, AwsJsonClient(SECRETS_MANAGER, aws_http)),
+        max_age=settings.secret_max_age_seconds,
+    )
+    http = http_client(settings, verify=tls)
     return Services(
         settings=settings,
         authenticator=Authenticator(
             DynamoDBKeyStore(dynamodb, settings.table_name),
             cache_seconds=settings.key_cache_seconds,
+            negative_cache_seconds=settings.key_negative_cache_seconds,
             last_used_interval=settings.key_last_used_interval_seconds,
         ),
         upstreams=UpstreamDirectory(
@@ -130,6 +145,7 @@ def build_services(settings: Settings) -> Services:
             models=settings.models,
             secret_name=settings.upstream_secret_name,
             byok_secret_name=settings.byok_secret_name,
+            byok_endpoints=byok_endpoint_policy(settings),
         ),
         workspaces=WorkspaceDirectory(
             DynamoDBWorkspaceStore(dynamodb, settings.table_name),
@@ -143,4 +159,5 @@ def build_services(settings: Settings) -> Services:
         azure=AzureOpenAI(http),
         http=http,
         ownership=ResponseOwnership(DynamoDBOwnershipStore(dynamodb, settings.table_name)),
+        aws_http=aws_http,
     )

@@ -257,7 +257,7 @@ def test_an_unusable_byok_secret_is_a_502_never_the_shared_resource(gateway: str
 @pytest.mark.parametrize(
     ("argv", "stdin", "message"),
     [
-        (["--endpoint", "http://acme.openai.azure.com"], "k", "must be an https:// URL"),
+        (["--endpoint", "http://acme.openai.azure.com"], "k", "not an https:// URL"),
         (["--endpoint", "https://acme.openai.azure.com?x=1"], "k", "base URL"),
         (["--endpoint", "https://a.openai.azure.com"], "", "no API key on standard input"),
         (["--endpoint", "https://a.openai.azure.com"], "two words", "single line"),

@@ -1,15 +1,20 @@
-"""`chatgate dev` from a clean environment: embedded AWS, emulated Azure, a demo key, the seeds' examples."""
+"""`chatgate dev` from a clean environment: embedded AWS, emulated Azure, a demo key, the seeds' examples,
+and the metrics lines and JSON log lines it prints for that traffic."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
 import openai
+
+from tests.support.emf import emf_records, server_timing
 
 SEED_BODY = {
     "model": "gpt-4o-mini",
@@ -72,6 +77,41 @@ def test_chatgate_dev_serves_the_seed_examples(tmp_path: object) -> None:
             model="gpt-4o-mini", messages=[{"role": "user", "content": "Write a short poem about cats."}]
         )
         assert completion.choices[0].message.content
+
+        # What it printed for that traffic, and for a stream, an error and a request named by API Gateway.
+        output = lines[:]
+        reader = threading.Thread(target=lambda: output.extend(process.stdout or ()), daemon=True)
+        reader.start()
+        with client.chat.completions.with_streaming_response.create(
+            model="gpt-4o-mini", messages=SEED_BODY["messages"], stream=True
+        ) as streamed:
+            assert set(server_timing(streamed.headers["server-timing"])) == {"gateway", "upstream"}
+            list(streamed.parse())
+        assert httpx.post(f"{base}/openai/eu/v1/chat/completions", json={}).status_code == 401
+        context = {"x-amzn-request-context": '{"requestId": "6f1c3a2b-9d8e-4f70-a1b2-c3d4e5f60718"}'}
+        named = httpx.post(
+            f"{base}/openai/us/v1/chat/completions",
+            json=SEED_BODY,
+            headers={"Authorization": f"Bearer {key}", **context},
+        )
+        assert named.headers["x-request-id"] == "6f1c3a2b-9d8e-4f70-a1b2-c3d4e5f60718"
+        while len(emf_records("".join(output))) < 5 and time.monotonic() < deadline + 30:
+            time.sleep(0.05)
+        records = emf_records("".join(output))
+        assert [(r["Region"], r["status"], r["stream"]) for r in records] == [
+            ("eu", 200, False),
+            ("eu", 200, False),
+            ("eu", 200, True),
+            ("eu", 401, False),
+            ("us", 200, False),
+        ]
+        assert response.json()["usage"]["completion_tokens"] == records[0]["OutputTokens"]
+        assert all(r["Workspace"] == "demo" and r["InputTokens"] > 0 for r in records if r["status"] == 200)
+        assert records[-1]["request_id"] == "6f1c3a2b-9d8e-4f70-a1b2-c3d4e5f60718"
+        logs = [json.loads(line) for line in output if line.startswith('{"time"')]
+        access = [entry for entry in logs if entry["logger"] == "chatgate.access"]
+        assert access[-1]["request_id"] == "6f1c3a2b-9d8e-4f70-a1b2-c3d4e5f60718"
+        assert access[-1]["upstream_request_id"] == records[-1]["upstream_request_id"]
     finally:
         process.terminate()
         process.wait(timeout=20)

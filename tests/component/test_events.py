@@ -70,7 +70,7 @@ def test_event_through_the_lambda_handler(stack: Stack, name: str) -> None:
     status, code = EXPECTED[name]
     assert result["statusCode"] == status, result["body"]
     headers = {k.lower(): v for k, v in result["headers"].items()}
-    assert headers["x-request-id"].startswith("req_")
+    assert headers["x-request-id"] == event["requestContext"]["requestId"]  # API Gateway's request id
     if code is None:
         if name == "responses_stream.json":
             assert headers["content-type"].startswith("text/event-stream")
@@ -93,6 +93,8 @@ def test_event_through_the_lambda_handler(stack: Stack, name: str) -> None:
 
 def test_chatgate_invoke_prints_the_lambda_response(stack: Stack, capsys: pytest.CaptureFixture[Any]) -> None:
     assert main(["invoke", str(EVENTS / "chat_completions_success.json")]) == 0
-    printed = json.loads(capsys.readouterr().out)
+    printed = json.loads(capsys.readouterr().out)  # stdout is the Lambda response alone
     assert printed["statusCode"] == 200
+    headers = {k.lower(): v for k, v in printed["headers"].items()}
+    assert headers["x-request-id"] == "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"  # the event's requestId
     assert json.loads(printed["body"])["choices"][0]["message"]["content"]

@@ -16,11 +16,13 @@ import pytest
 from chatgate.cli import main
 from chatgate.dev.azure_emulator import EmulatorState, RunningEmulator, start_emulator
 from tests.conftest import EMULATOR_KEYS, Stack
+from tests.support.emf import emf_records
 
 OWN_KEY = "acme-own-azure-key-3b8e51f0c2d94a17"
 WRONG_KEY = "globex-stale-azure-key-9d02e6a4b1"
 HI = [{"role": "user", "content": "hi"}]
 FAIL = [{"role": "user", "content": "[[server_error]] hi"}]
+PROMPT = "Tell me about the zebra-quartz-7f3a project in one paragraph."
 
 
 @pytest.fixture
@@ -68,9 +70,12 @@ def test_no_secret_reaches_a_log_line_or_the_cli_output(
 
     # Traffic: own resource, shared resource, streams, refusals, bad keys, the Azure key refused.
     acme = openai.OpenAI(base_url=f"{gateway}/openai/eu/v1", api_key=acme_key, max_retries=0)
-    acme.chat.completions.create(model="gpt-4o", messages=HI)
-    with acme.chat.completions.create(model="gpt-4o", messages=HI, stream=True) as stream:
-        list(stream)
+    answer = acme.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": PROMPT}])
+    completion = answer.choices[0].message.content or ""
+    with acme.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": PROMPT}], stream=True
+    ) as stream:
+        streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert [m.id for m in acme.models.list()]
     shared = openai.OpenAI(base_url=f"{gateway}/openai/us/v1", api_key=acme_key, max_retries=0)
     shared.chat.completions.create(model="gpt-4o", messages=HI)
@@ -95,6 +100,14 @@ def test_no_secret_reaches_a_log_line_or_the_cli_output(
     captured = capfd.readouterr()
     seen = "\n".join([captured.out, captured.err, caplog.text, *(r.getMessage() for r in caplog.records)])
     assert "chatgate/byok/acme/eu" in seen and "gpt-4o" in seen  # the session did produce output
+    # ...metrics lines included (one per request; the stream's may trail its [DONE], so all but one)
+    assert len(emf_records(captured.out)) >= 8  # 9 requests
+    for what, text in {
+        "a prompt": PROMPT,
+        "a completion": completion,
+        "a streamed completion": streamed,
+    }.items():
+        assert len(text) > 20 and text not in seen, f"{what} appears in a log or metrics line"
     assert any(r.name.startswith("chatgate") for r in caplog.records)  # and logs
     secrets = {
         "acme's Azure key": OWN_KEY,

@@ -16,40 +16,13 @@ import httpx
 import openai
 import pytest
 
-from chatgate import ratelimit, tokens
+from chatgate import tokens
 from chatgate.cli import main
 from tests.conftest import Stack
+from tests.support.clock import LimiterClock
 
 WINDOW = 2
 HI = [{"role": "user", "content": "hi"}]
-
-
-class LimiterClock:
-    """The limiter's clock: still at the start of a window until `run()` lets it follow real time."""
-
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self.start = start
-        self.running_since: float | None = None
-
-    def __call__(self) -> float:
-        if self.running_since is None:
-            return self.start
-        return self.start + time.monotonic() - self.running_since
-
-    def run(self) -> None:
-        self.running_since = time.monotonic()
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> LimiterClock:
-    test_clock = LimiterClock()
-    from_settings = ratelimit.RateLimiter.from_settings.__func__  # type: ignore[attr-defined]
-
-    def with_test_clock(cls: type, store: object, settings: object, *, clock: object = None) -> object:
-        return from_settings(cls, store, settings, clock=test_clock)
-
-    monkeypatch.setattr(ratelimit.RateLimiter, "from_settings", classmethod(with_test_clock))
-    return test_clock
 
 
 @pytest.fixture

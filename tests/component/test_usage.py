@@ -7,6 +7,7 @@ Exactness under concurrency is proven against dynalite in test_usage_dynalite.py
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -184,13 +185,13 @@ def test_the_usage_record_is_written_before_the_response_ends_even_when_the_writ
     gateway: str, stack: Stack, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Lambda freezes the sandbox when the body ends: whatever was not written by then may never be.
-    original = DynamoDBUsageStore.add_now
+    original = DynamoDBUsageStore.add
 
-    def slow(self: DynamoDBUsageStore, *args: Any) -> None:
-        time.sleep(0.3)
-        original(self, *args)
+    async def slow(self: DynamoDBUsageStore, *args: Any) -> None:
+        await asyncio.sleep(0.3)
+        await original(self, *args)
 
-    monkeypatch.setattr(DynamoDBUsageStore, "add_now", slow)
+    monkeypatch.setattr(DynamoDBUsageStore, "add", slow)
     key = stack.create_key("acme")
     response = httpx.post(
         f"{gateway}/openai/eu/v1/chat/completions",
@@ -219,10 +220,10 @@ def test_a_failing_usage_write_is_logged_never_a_500(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def failing(self: DynamoDBUsageStore, *args: Any) -> None:
+    async def failing(self: DynamoDBUsageStore, *args: Any) -> None:
         raise UsageStoreError("DynamoDB UpdateItem failed: ProvisionedThroughputExceededException")
 
-    monkeypatch.setattr(DynamoDBUsageStore, "add_now", failing)
+    monkeypatch.setattr(DynamoDBUsageStore, "add", failing)
     client = sdk(gateway, stack.create_key("acme"))
     with caplog.at_level(logging.ERROR, logger="chatgate"):
         assert client.chat.completions.create(model="gpt-4o", messages=CATS).choices

@@ -23,13 +23,14 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from chatgate import tokens
 from chatgate.apis.base import Answer
 from chatgate.apis.chat_completions import upstream_error_event
+from chatgate.body import parse_body
 from chatgate.errors import ChatgateError
 from chatgate.ownership import ResponseOwnership
 from chatgate.responses_request import ResponsesRequest, count_input_tokens, validate_responses_request
 from chatgate.tokens import TokenUsage
-from chatgate.validation import parse_body
 
 if TYPE_CHECKING:
     from httpx_sse import ServerSentEvent
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_INLINE_COUNT_BYTES = 16_384
 TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 _TEXT_DELTAS = frozenset({"response.output_text.delta", "response.function_call_arguments.delta"})
 
@@ -157,7 +157,8 @@ class ResponsesApi:
         return replace(validate_responses_request(parse_body(raw)), body_size=len(raw))
 
     async def prompt_tokens(self, request: ResponsesRequest) -> int:
-        if request.body_size <= _INLINE_COUNT_BYTES:
+        await tokens.encoding_for_async(request.model)  # loaded off the event loop
+        if request.body_size <= tokens.INLINE_COUNT_BYTES:
             return count_input_tokens(request.model, request.forward)
         return await asyncio.to_thread(count_input_tokens, request.model, request.forward)
 

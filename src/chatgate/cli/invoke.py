@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
+import sys
 from typing import Any
 
 from chatgate.cli.common import Commands
@@ -39,7 +40,14 @@ def invoke_event(event: dict[str, Any], handler: Any = None) -> dict[str, Any]:
 
 
 def run_invoke(args: argparse.Namespace) -> int:
+    from chatgate import metrics
+
     with open(args.event, encoding="utf-8") as file:
         event = json.load(file)
-    print(json.dumps(invoke_event(event), indent=2))
+    metrics.redirect(sys.stderr)  # stdout is the Lambda response; the function's log lines go to stderr
+    try:
+        result = invoke_event(event)
+    finally:
+        metrics.redirect(None)
+    print(json.dumps(result, indent=2))
     return 0

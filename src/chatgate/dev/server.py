@@ -51,6 +51,8 @@ def prepare(environ: Mapping[str, str] | None = None, *, settings: Settings | No
 
     environ = os.environ if environ is None else environ
     settings = settings or Settings()
+    if settings.byok_endpoint_suffixes_csv is None:  # contract: dev also allows http loopback BYOK endpoints
+        settings = settings.model_copy(update={"byok_allow_http_loopback": True})
     stops: list[Callable[[], None]] = []
     aws_endpoint = None
     if not aws.external_aws_configured():
@@ -118,8 +120,10 @@ def serve(host: str, port: int, environ: Mapping[str, str] | None = None) -> Non
     import uvicorn
 
     from chatgate.app import create_app
+    from chatgate.logs import configure_logging
 
     stack = prepare(environ)
+    configure_logging(stack.settings.log_level)  # JSON log lines on stderr; metrics lines on stdout
     try:
         print(banner(stack, host, port), flush=True)
         uvicorn.run(

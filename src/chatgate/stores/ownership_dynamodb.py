@@ -6,96 +6,86 @@ Keyed by the response id (random, so the items spread over partitions); one GetI
 with UpdateItem (the function's role has no PutItem or DeleteItem on the data table) under a condition
 that keeps an existing record of another workspace as it is. `ttl` expires the record with Azure's 30-day
 retention; DynamoDB deletes expired items within days, so reads also ignore a record past its `ttl`.
+Calls go through any `call(action, payload)` client (stores/aws.py): the SigV4 client on the request path,
+a wrapped boto3 client in tests and tools.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from typing import TYPE_CHECKING, Any
-
-from botocore.exceptions import BotoCoreError, ClientError
+from collections.abc import Callable
+from typing import Any
 
 from chatgate.errors import ServiceUnavailable
 from chatgate.ownership import ResponseOwner
-
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+from chatgate.stores.aws import AwsError, AwsUnreachable, json_caller
 
 _UNAVAILABLE = "Stored responses are temporarily unavailable. Please retry shortly."
+_CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 def owner_key(response_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"RESP#{response_id}"}, "sk": {"S": "OWNER"}}
 
 
-def _unavailable(exc: Exception) -> ServiceUnavailable:
+def _unavailable() -> ServiceUnavailable:
     return ServiceUnavailable(_UNAVAILABLE, headers={"retry-after": "1"})
 
 
 class DynamoDBOwnershipStore:
-    """The OwnershipStore of chatgate.ownership, through an injected boto3 DynamoDB client."""
+    """The OwnershipStore of chatgate.ownership."""
 
-    def __init__(self, client: DynamoDBClient, table_name: str, clock: Any = time.time) -> None:
-        self._client = client
+    def __init__(self, client: Any, table_name: str, clock: Callable[[], float] = time.time) -> None:
+        self._call = json_caller(client).call
         self._table = table_name
         self._clock = clock
 
-    async def put(self, response_id: str, owner: ResponseOwner, expires_at: int) -> None:
+    async def _update(self, payload: dict[str, Any]) -> None:
+        """An UpdateItem whose failed condition is an expected outcome, not an error."""
         try:
-            await asyncio.to_thread(self._put, response_id, owner, expires_at)
-        except (ClientError, BotoCoreError) as exc:
-            raise _unavailable(exc) from exc
+            await self._call("UpdateItem", {"TableName": self._table, **payload})
+        except AwsError as exc:
+            if exc.code != _CONDITION_FAILED:
+                raise _unavailable() from exc
+        except AwsUnreachable as exc:
+            raise _unavailable() from exc
 
-    def _put(self, response_id: str, owner: ResponseOwner, expires_at: int) -> None:
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=owner_key(response_id),
-                UpdateExpression="SET workspace_id = :ws, #region = :region, created_at = :now, #ttl = :ttl",
-                ConditionExpression="attribute_not_exists(pk) OR workspace_id = :ws",
-                ExpressionAttributeNames={"#region": "region", "#ttl": "ttl"},
-                ExpressionAttributeValues={
+    async def put(self, response_id: str, owner: ResponseOwner, expires_at: int) -> None:
+        await self._update(
+            {
+                "Key": owner_key(response_id),
+                "UpdateExpression": (
+                    "SET workspace_id = :ws, #region = :region, created_at = :now, #ttl = :ttl"
+                ),
+                "ConditionExpression": "attribute_not_exists(pk) OR workspace_id = :ws",
+                "ExpressionAttributeNames": {"#region": "region", "#ttl": "ttl"},
+                "ExpressionAttributeValues": {
                     ":ws": {"S": owner.workspace_id},
                     ":region": {"S": owner.region},
                     ":now": {"N": str(int(self._clock()))},
                     ":ttl": {"N": str(expires_at)},
                 },
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
+            }
+        )
 
     async def get(self, response_id: str) -> ResponseOwner | None:
         try:
-            item = await asyncio.to_thread(self._get, response_id)
-        except (ClientError, BotoCoreError) as exc:
-            raise _unavailable(exc) from exc
-        if item is None or int(item.get("ttl", {}).get("N", "0")) <= self._clock():
+            response = await self._call(
+                "GetItem", {"TableName": self._table, "Key": owner_key(response_id), "ConsistentRead": True}
+            )
+        except (AwsError, AwsUnreachable) as exc:
+            raise _unavailable() from exc
+        item = response.get("Item")
+        if not item or int(item.get("ttl", {}).get("N", "0")) <= self._clock():
             return None
         return ResponseOwner(item["workspace_id"]["S"], item["region"]["S"], deleted="deleted_at" in item)
 
-    def _get(self, response_id: str) -> dict[str, Any] | None:
-        response = self._client.get_item(
-            TableName=self._table, Key=owner_key(response_id), ConsistentRead=True
-        )
-        return response.get("Item")
-
     async def mark_deleted(self, response_id: str) -> None:
-        try:
-            await asyncio.to_thread(self._mark_deleted, response_id)
-        except (ClientError, BotoCoreError) as exc:
-            raise _unavailable(exc) from exc
-
-    def _mark_deleted(self, response_id: str) -> None:
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=owner_key(response_id),
-                UpdateExpression="SET deleted_at = :now",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues={":now": {"N": str(int(self._clock()))}},
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
+        await self._update(
+            {
+                "Key": owner_key(response_id),
+                "UpdateExpression": "SET deleted_at = :now",
+                "ConditionExpression": "attribute_exists(pk)",
+                "ExpressionAttributeValues": {":now": {"N": str(int(self._clock()))}},
+            }
+        )

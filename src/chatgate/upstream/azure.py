@@ -21,6 +21,7 @@ from urllib.parse import quote
 import httpx
 from httpx_sse import EventSource, ServerSentEvent
 
+from chatgate import observability
 from chatgate.errors import (
     ChatgateError,
     NotFound,
@@ -31,6 +32,8 @@ from chatgate.errors import (
 from chatgate.ownership import response_not_found
 from chatgate.upstream.config import AzureResource, UpstreamTarget
 
+# Azure's own id of a request (API Management's), logged and traced with chatgate's request id.
+UPSTREAM_REQUEST_ID = "apim-request-id"
 # Azure's response headers worth passing on to the client.
 _RETRY_HEADERS = ("retry-after", "retry-after-ms")
 
@@ -138,10 +141,14 @@ class AzureOpenAI:
         return response.content
 
     async def _send_json(self, target: UpstreamTarget, request: httpx.Request) -> Completion:
+        observation = observability.current()
+        observation.upstream_started(stream=False)
         try:
             response = await self._http.send(request)
         except httpx.HTTPError as exc:
+            observation.upstream_answered(None)
             raise transport_error(exc) from None
+        observation.upstream_answered(response.headers.get(UPSTREAM_REQUEST_ID))
         if response.status_code >= 300:
             raise status_error(target, response.status_code, response.content, response.headers)
         try:
@@ -152,7 +159,7 @@ class AzureOpenAI:
         return Completion(
             content=response.content,
             usage=usage if isinstance(usage, dict) else None,
-            upstream_request_id=response.headers.get("apim-request-id"),
+            upstream_request_id=response.headers.get(UPSTREAM_REQUEST_ID),
         )
 
     async def open_stream(self, target: UpstreamTarget, body: dict[str, Any]) -> UpstreamStream:
@@ -161,10 +168,14 @@ class AzureOpenAI:
         return await self._open(target, self._request(target, body))
 
     async def _open(self, target: UpstreamTarget, request: httpx.Request) -> UpstreamStream:
+        observation = observability.current()
+        observation.upstream_started(stream=True)
         try:
             response = await self._http.send(request, stream=True)
         except httpx.HTTPError as exc:
+            observation.upstream_answered(None)
             raise transport_error(exc) from None
+        observation.upstream_answered(response.headers.get(UPSTREAM_REQUEST_ID))
         if response.status_code >= 300:
             try:
                 content = await response.aread()
