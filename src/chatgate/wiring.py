@@ -158,6 +158,6 @@ def build_services(settings: Settings) -> Services:
         usage=UsageLedger(DynamoDBUsageStore(dynamodb, settings.table_name)),
         azure=AzureOpenAI(http),
         http=http,
-        ownership=ResponseOwnership(DynamoDBOwnershipStore(dynamodb, settings.table_name)),
         aws_http=aws_http,
+        ownership=ResponseOwnership(DynamoDBOwnershipStore(dynamodb, settings.table_name)),
     )

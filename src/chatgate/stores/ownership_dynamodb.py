@@ -6,57 +6,56 @@ Keyed by the response id (random, so the items spread over partitions); one GetI
 with UpdateItem (the function's role has no PutItem or DeleteItem on the data table) under a condition
 that keeps an existing record of another workspace as it is. `ttl` expires the record with Azure's 30-day
 retention; DynamoDB deletes expired items within days, so reads also ignore a record past its `ttl`.
-Calls go through any `call(action, payload)` client (stores/aws.py): the SigV4 client on the request path,
-a wrapped boto3 client in tests and tools.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatgate.errors import ServiceUnavailable
 from chatgate.ownership import ResponseOwner
 from chatgate.stores.aws import AwsError, AwsUnreachable, json_caller
 
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+_SET_OWNER = "SET workspace_id = :ws, #region = :region, created_at = :now, #ttl = :ttl"
 _UNAVAILABLE = "Stored responses are temporarily unavailable. Please retry shortly."
-_CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 def owner_key(response_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"RESP#{response_id}"}, "sk": {"S": "OWNER"}}
 
 
-def _unavailable() -> ServiceUnavailable:
+def _unavailable(exc: Exception) -> ServiceUnavailable:
     return ServiceUnavailable(_UNAVAILABLE, headers={"retry-after": "1"})
 
 
 class DynamoDBOwnershipStore:
-    """The OwnershipStore of chatgate.ownership."""
+    """The OwnershipStore of chatgate.ownership, through any `call(action, payload)` DynamoDB client
+    (stores/aws.py; a boto3 client is wrapped)."""
 
-    def __init__(self, client: Any, table_name: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, client: DynamoDBClient | Any, table_name: str, clock: Any = time.time) -> None:
         self._call = json_caller(client).call
         self._table = table_name
         self._clock = clock
 
-    async def _update(self, payload: dict[str, Any]) -> None:
-        """An UpdateItem whose failed condition is an expected outcome, not an error."""
+    async def _conditional_update(self, payload: dict[str, Any]) -> None:
         try:
-            await self._call("UpdateItem", {"TableName": self._table, **payload})
+            await self._call("UpdateItem", payload)
         except AwsError as exc:
-            if exc.code != _CONDITION_FAILED:
-                raise _unavailable() from exc
+            if exc.code != "ConditionalCheckFailedException":
+                raise _unavailable(exc) from exc
         except AwsUnreachable as exc:
-            raise _unavailable() from exc
+            raise _unavailable(exc) from exc
 
     async def put(self, response_id: str, owner: ResponseOwner, expires_at: int) -> None:
-        await self._update(
+        await self._conditional_update(
             {
+                "TableName": self._table,
                 "Key": owner_key(response_id),
-                "UpdateExpression": (
-                    "SET workspace_id = :ws, #region = :region, created_at = :now, #ttl = :ttl"
-                ),
+                "UpdateExpression": _SET_OWNER,
                 "ConditionExpression": "attribute_not_exists(pk) OR workspace_id = :ws",
                 "ExpressionAttributeNames": {"#region": "region", "#ttl": "ttl"},
                 "ExpressionAttributeValues": {
@@ -74,15 +73,16 @@ class DynamoDBOwnershipStore:
                 "GetItem", {"TableName": self._table, "Key": owner_key(response_id), "ConsistentRead": True}
             )
         except (AwsError, AwsUnreachable) as exc:
-            raise _unavailable() from exc
+            raise _unavailable(exc) from exc
         item = response.get("Item")
-        if not item or int(item.get("ttl", {}).get("N", "0")) <= self._clock():
+        if item is None or int(item.get("ttl", {}).get("N", "0")) <= self._clock():
             return None
         return ResponseOwner(item["workspace_id"]["S"], item["region"]["S"], deleted="deleted_at" in item)
 
     async def mark_deleted(self, response_id: str) -> None:
-        await self._update(
+        await self._conditional_update(
             {
+                "TableName": self._table,
                 "Key": owner_key(response_id),
                 "UpdateExpression": "SET deleted_at = :now",
                 "ConditionExpression": "attribute_exists(pk)",

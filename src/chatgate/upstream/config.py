@@ -56,20 +56,6 @@ STACK_OWNER = "chatgate"
 _BYOK_WORKSPACE = re.compile(r"[A-Za-z0-9_+=.@-]{1,128}")
 
 
-def normalize_api_version(value: object) -> str:
-    """The api_version of a secret or the CLI: "v1" (also when unset) or a dated version; ValueError
-    otherwise."""
-    text = str(value or "").strip()
-    if not text or text.lower() == V1_API_VERSION:
-        return V1_API_VERSION
-    if _DATED_API_VERSION.fullmatch(text) is None:
-        raise ValueError(
-            "api_version must be 'v1' or a dated version such as 2024-10-21 or 2025-04-01-preview, "
-            f"not {text!r}"
-        )
-    return text
-
-
 _DNS_NAME = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _PLAIN_PATH = re.compile(r"(?:/[A-Za-z0-9._~-]+)*/?")
 _AZURE_SUFFIXES = tuple(DEFAULT_BYOK_ENDPOINT_SUFFIXES.split(","))
@@ -121,6 +107,20 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def normalize_api_version(value: object) -> str:
+    """The api_version of a secret or the CLI: "v1" (also when unset) or a dated version; ValueError
+    otherwise."""
+    text = str(value or "").strip()
+    if not text or text.lower() == V1_API_VERSION:
+        return V1_API_VERSION
+    if _DATED_API_VERSION.fullmatch(text) is None:
+        raise ValueError(
+            "api_version must be 'v1' or a dated version such as 2024-10-21 or 2025-04-01-preview, "
+            f"not {text!r}"
+        )
+    return text
 
 
 def byok_capable(workspace_id: str) -> bool:
