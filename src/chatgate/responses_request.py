@@ -17,30 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chatgate import tokens
-from chatgate.checks import (
-    boolean as _boolean,
-)
-from chatgate.checks import (
-    integer as _integer,
-)
-from chatgate.checks import (
-    is_int as _is_int,
-)
-from chatgate.checks import (
-    json_object as _object,
-)
-from chatgate.checks import (
-    kind_of as _kind,
-)
-from chatgate.checks import (
-    number as _number,
-)
-from chatgate.checks import (
-    string as _string,
-)
-from chatgate.checks import (
-    type_error as _type_error,
-)
+from chatgate.checks import boolean, integer, is_int, json_object, kind_of, number, string, type_error
 from chatgate.errors import InvalidRequest
 from chatgate.tokenizer import Encoding
 
@@ -65,7 +42,7 @@ def _refused(param: str, message: str) -> InvalidRequest:
 
 
 def _model(param: str, value: Any) -> None:
-    _string(param, value, {})
+    string(param, value, {})
     if not value:
         raise InvalidRequest(
             f"Invalid '{param}': expected a model name, but got an empty string instead.",
@@ -76,7 +53,7 @@ def _model(param: str, value: Any) -> None:
 
 def _string_or_array(param: str, value: Any) -> None:
     if not isinstance(value, str | list):
-        raise _type_error(param, "a string or an array", value)
+        raise type_error(param, "a string or an array", value)
 
 
 def _input(param: str, value: Any) -> None:
@@ -86,10 +63,10 @@ def _input(param: str, value: Any) -> None:
     for i, item in enumerate(value):
         where = f"{param}[{i}]"
         if not isinstance(item, dict):
-            raise _type_error(where, "an object", item)
+            raise type_error(where, "an object", item)
         kind = item.get("type")
         if kind is not None and not isinstance(kind, str):
-            raise _type_error(f"{where}.type", "a string", kind)
+            raise type_error(f"{where}.type", "a string", kind)
         if kind == "item_reference":
             raise _refused(
                 where,
@@ -100,44 +77,44 @@ def _input(param: str, value: Any) -> None:
 
 def _tools(param: str, value: Any) -> None:
     if not isinstance(value, list):
-        raise _type_error(param, "an array", value)
+        raise type_error(param, "an array", value)
     for i, tool in enumerate(value):
         if not isinstance(tool, dict):
-            raise _type_error(f"{param}[{i}]", "an object", tool)
+            raise type_error(f"{param}[{i}]", "an object", tool)
         if not isinstance(tool.get("type"), str):
-            raise _type_error(f"{param}[{i}].type", "a string", tool.get("type"))
+            raise type_error(f"{param}[{i}].type", "a string", tool.get("type"))
 
 
 def _tool_choice(param: str, value: Any) -> None:
     if isinstance(value, str):
         return
     if not isinstance(value, dict):
-        raise _type_error(param, "a string or an object", value)
+        raise type_error(param, "a string or an object", value)
     if not isinstance(value.get("type"), str):
-        raise _type_error(f"{param}.type", "a string", value.get("type"))
+        raise type_error(f"{param}.type", "a string", value.get("type"))
 
 
 def _metadata(param: str, value: Any) -> None:
-    _object(param, value, {})
+    json_object(param, value, {})
     for key, item in value.items():
         if not isinstance(item, str):
-            raise _type_error(f"{param}.{key}", "a string", item)
+            raise type_error(f"{param}.{key}", "a string", item)
 
 
 _CHECKS: dict[str, Any] = {
     "model": _model,
     "input": _input,
     "instructions": _string_or_array,
-    "max_output_tokens": lambda p, v: _integer(1, _MAX_INT)(p, v, {}),
-    "temperature": lambda p, v: _number(0, 2)(p, v, {}),
-    "top_p": lambda p, v: _number(0, 1)(p, v, {}),
-    "stream": lambda p, v: _boolean(p, v, {}),
-    "store": lambda p, v: _boolean(p, v, {}),
-    "previous_response_id": lambda p, v: _string(p, v, {}),
+    "max_output_tokens": lambda p, v: integer(1, _MAX_INT)(p, v, {}),
+    "temperature": lambda p, v: number(0, 2)(p, v, {}),
+    "top_p": lambda p, v: number(0, 1)(p, v, {}),
+    "stream": lambda p, v: boolean(p, v, {}),
+    "store": lambda p, v: boolean(p, v, {}),
+    "previous_response_id": lambda p, v: string(p, v, {}),
     "tools": _tools,
     "tool_choice": _tool_choice,
-    "text": lambda p, v: _object(p, v, {}),
-    "reasoning": lambda p, v: _object(p, v, {}),
+    "text": lambda p, v: json_object(p, v, {}),
+    "reasoning": lambda p, v: json_object(p, v, {}),
     "metadata": _metadata,
 }
 
@@ -146,7 +123,7 @@ def validate_responses_request(body: Any) -> ResponsesRequest:
     """Check the fields the gateway relies on; return what to forward (nulls dropped)."""
     if not isinstance(body, dict):
         raise InvalidRequest(
-            f"Invalid body: expected a JSON object, but got {_kind(body)} instead.", code="invalid_type"
+            f"Invalid body: expected a JSON object, but got {kind_of(body)} instead.", code="invalid_type"
         )
     if body.get("model") is None:
         raise InvalidRequest(
@@ -172,7 +149,7 @@ def validate_responses_request(body: Any) -> ResponsesRequest:
         stream=body.get("stream") is True,
         store=body.get("store") is not False,
         previous_response_id=previous,
-        max_output_tokens=limit if _is_int(limit) else None,
+        max_output_tokens=limit if is_int(limit) else None,
         forward={k: v for k, v in body.items() if v is not None},
     )
 

@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 from chatgate import tokens
 from chatgate.apis.base import Answer
 from chatgate.apis.chat_completions import upstream_error_event
+from chatgate.body import parse_body
 from chatgate.errors import ChatgateError
 from chatgate.ownership import ResponseOwnership
 from chatgate.responses_request import ResponsesRequest, count_input_tokens, validate_responses_request
 from chatgate.tokens import TokenUsage
-from chatgate.validation import parse_body
 
 if TYPE_CHECKING:
     from httpx_sse import ServerSentEvent
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_INLINE_COUNT_BYTES = 16_384
 TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 _TEXT_DELTAS = frozenset({"response.output_text.delta", "response.function_call_arguments.delta"})
 
@@ -159,7 +158,7 @@ class ResponsesApi:
 
     async def prompt_tokens(self, request: ResponsesRequest, *, stop_above: int | None = None) -> int:
         await tokens.encoding_for_async(request.model)  # a family's first load happens off the event loop
-        if request.body_size <= _INLINE_COUNT_BYTES:
+        if request.body_size <= tokens.INLINE_COUNT_BYTES:
             return count_input_tokens(request.model, request.forward)
         return await asyncio.to_thread(count_input_tokens, request.model, request.forward)
 
