@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             yield
         finally:
             if owned and app.state.services is not None:
-                await app.state.services.aclose()
+                await app.state.services.aclose(app.state.settings.shutdown_grace_seconds)
                 app.state.services = None
 
     app = FastAPI(

@@ -7,8 +7,9 @@ GetItem, and a warm instance answers from a small in-memory cache: revoking a ke
 
 A key's last use is recorded cheaply: at most once per key per `CHATGATE_KEY_LAST_USED_INTERVAL_SECONDS`
 (5 minutes by default) per instance, skipped when the stored record already shows a use that recent, and
-written by a background task (never on the request's critical path) with a conditional UpdateItem that
-only moves `last_used_at` forward past the interval, so instances racing for the same key write once.
+written when the request is settled (chatgate.settlement: concurrently with its other writes, before its
+response ends, never on the path to the first byte) with a conditional UpdateItem that only moves
+`last_used_at` forward past the interval, so instances racing for the same key write once.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -55,10 +56,12 @@ class ApiKey:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the workspace and the key it used."""
+    """Who is calling: the workspace and the key it used (and, when due, the time of this use, to be
+    recorded as the key's last use when the request is settled)."""
 
     workspace_id: str
     key_id: str
+    use_to_record: int | None = None
 
 
 class KeyStore(Protocol):
@@ -145,28 +148,36 @@ class Authenticator:
         if not record.usable_at(self._wall_clock()):
             state = "revoked" if record.revoked else "expired"
             raise InvalidApiKey(f"The API key provided has been {state}: {_masked(key)}.")
-        self._note_use(record)
-        return Principal(workspace_id=record.workspace_id, key_id=record.key_id)
+        return Principal(
+            workspace_id=record.workspace_id, key_id=record.key_id, use_to_record=self._use_due(record)
+        )
+
+    def record_use(self, caller: Principal) -> Awaitable[None] | None:
+        """The write recording the caller's use as its key's last use, if one is due (else None). It never
+        raises, and completes even if whoever awaits it is cancelled."""
+        if caller.use_to_record is None:
+            return None
+        return self._writes.run(self._record_use(caller.key_id, caller.use_to_record))
 
     async def drain(self) -> None:
         """Wait for last-used writes still in flight (at shutdown, or in tests)."""
         await self._writes.drain()
 
-    def _note_use(self, record: ApiKey) -> None:
-        """Start recording this use in the background, unless a use within the interval is on record."""
+    def _use_due(self, record: ApiKey) -> int | None:
+        """Now, if no use within the interval is on record (this instance then takes the write on)."""
         now = self._wall_clock()
         known = max(self._recorded_use.get(record.key_id, 0.0), float(record.last_used_at or 0))
         if now - known < self._last_used_interval:
-            return
+            return None
         self._recorded_use[record.key_id] = now
         self._recorded_use.move_to_end(record.key_id)
         while len(self._recorded_use) > _CACHE_MAX_ENTRIES:
             self._recorded_use.popitem(last=False)
-        self._writes.start(self._record_use(record.key_id, now))
+        return int(now)
 
-    async def _record_use(self, key_id: str, now: float) -> None:
+    async def _record_use(self, key_id: str, now: int) -> None:
         try:
-            await self._store.touch(key_id, int(now), older_than=int(now - self._last_used_interval) + 1)
+            await self._store.touch(key_id, now, older_than=int(now - self._last_used_interval) + 1)
         except Exception as exc:  # best effort: the request has been served already
             logger.warning("recording the last use of key %s failed: %s", key_id, exc)
 

@@ -3,7 +3,8 @@
 Algorithm: a fixed window with the window start in the counter's key (docs/rate-limits.md has the full
 argument). Each (workspace, model, window) has one counter item {requests, tokens}. Admitting a request is
 one atomic conditional increment of both counters ("requests + 1 <= limit and tokens + cost <= limit");
-reconciling it is one unconditional add of (actual - reserved) tokens to the same item. The store answers
+reconciling it is one unconditional add: unused tokens back to the same item, tokens beyond the
+reservation to the item of the window in which the request ends (which may be a later one). The store answers
 with the counts after the increment (or, refused, the counts that refused it), which is all the headers
 and the retry hint need: no reads.
 
@@ -168,6 +169,8 @@ class Reservation:
     key: str
     expires_at: int
     status: RateLimitStatus
+    # The start of the window that admitted the request (epoch seconds).
+    window_start: int = 0
     # False when admitted without counting (store down and fail-open): reconcile does nothing.
     enforced: bool = True
     settled: bool = field(default=False, init=False)
@@ -247,7 +250,7 @@ class RateLimiter:
             return self._store_down(exc, workspace_id, model, tokens, limits, key, expires_at)
         status = RateLimitStatus.of(limits, result.counts, end - now)
         if result.admitted:
-            return Reservation(workspace_id, model, tokens, key, expires_at, status)
+            return Reservation(workspace_id, model, tokens, key, expires_at, status, window_start=start)
         kind: LimitKind = "requests" if result.counts.requests + 1 > limits.requests else "tokens"
         wait = end - now + RETRY_MARGIN_SECONDS
         used = result.counts.requests if kind == "requests" else result.counts.tokens
@@ -260,8 +263,13 @@ class RateLimiter:
         )
         raise RateLimitExceeded(message, error_type=kind, headers={**status.headers(), **retry_headers(wait)})
 
-    async def reconcile(self, reservation: Reservation, actual_tokens: int) -> None:
-        """Correct a reservation to the tokens actually used (prompt + completion). Never raises an error.
+    async def reconcile(self, reservation: Reservation, charged_tokens: int) -> None:
+        """Correct a reservation to the tokens the request is charged (prompt + completion). Never raises.
+
+        Unused reservation goes back to the window that holds it. Tokens beyond the reservation are
+        charged to the window in which the request ends (now), so the next admissions feel them even when
+        the request was admitted in a window that has already closed: a window's counter may then exceed
+        its limit, and nothing more is admitted in it. One unconditional write either way.
 
         Call it exactly once when the response ends: success, upstream failure, or client disconnect
         (later calls are ignored). The write runs shielded: if the caller is cancelled, it still completes.
@@ -270,18 +278,24 @@ class RateLimiter:
             logger.debug("rate-limit reservation %s already reconciled", reservation.key)
             return
         reservation.settled = True
-        delta = max(0, actual_tokens) - reservation.tokens
+        delta = max(0, charged_tokens) - reservation.tokens
         if not reservation.enforced or delta == 0:
             return
-        await self._writes.run(self._add(reservation, delta))
+        key, expires_at = reservation.key, reservation.expires_at
+        if delta > 0:
+            start = int(self._clock() // self._window) * self._window
+            if start > reservation.window_start:
+                key = counter_key(reservation.workspace_id, reservation.model, start)
+                expires_at = start + self._window + self._retention
+        await self._writes.run(self._add(reservation, key, delta, expires_at))
 
     async def drain(self) -> None:
         """Wait for reconciliations still in flight (at shutdown, or in tests)."""
         await self._writes.drain()
 
-    async def _add(self, reservation: Reservation, delta: int) -> None:
+    async def _add(self, reservation: Reservation, key: str, delta: int, expires_at: int) -> None:
         try:
-            await self._store.add_tokens(reservation.key, delta, expires_at=reservation.expires_at)
+            await self._store.add_tokens(key, delta, expires_at=expires_at)
         except Exception as exc:
             logger.error(
                 "rate-limit reconcile failed for workspace %s model %s (%+d tokens): %s",

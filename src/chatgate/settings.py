@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     upstream_timeout_seconds: float = Field(600.0, gt=0)
     upstream_max_connections: int = Field(100, ge=1)
 
+    # Streams: an SSE comment this often while the upstream is silent, and a deadline before the function's
+    # own timeout (900 s in streaming mode) less a margin for the error frame and the settlement.
+    stream_heartbeat_seconds: float = Field(15.0, gt=0)
+    stream_max_seconds: float = Field(870.0, gt=0)
+    # On SIGTERM: how long requests in flight (and their settlements) may take before the process exits.
+    shutdown_grace_seconds: float = Field(10.0, ge=0)
+
     log_level: str = "INFO"
 
     # Observability (docs/observability.md): the CloudWatch namespace of the metrics lines, and whether

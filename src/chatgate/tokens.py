@@ -16,7 +16,6 @@ corrected to the real usage after the response anyway.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal, Protocol
@@ -123,20 +122,6 @@ def count_prompt_tokens(model: str, body: dict[str, Any]) -> int:
     return total
 
 
-def completion_allowance(body: dict[str, Any], default: int) -> int:
-    """Completion tokens to reserve: max_completion_tokens, else max_tokens, else `default`."""
-    for field in ("max_completion_tokens", "max_tokens"):
-        value = body.get(field)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return default
-
-
-def request_tokens(model: str, body: dict[str, Any], default_completion: int) -> int:
-    """What to reserve before forwarding: prompt tokens plus the completion allowance."""
-    return count_prompt_tokens(model, body) + completion_allowance(body, default_completion)
-
-
 @dataclass(frozen=True, slots=True)
 class TokenUsage:
     """What one finished request used, and where the numbers come from: Azure's `usage` ("azure"), or
@@ -149,34 +134,6 @@ class TokenUsage:
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
-
-
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
-
-
-def actual_usage(
-    model: str, prompt_tokens: int, usage: Mapping[str, Any] | None, completion_text: Iterable[str] = ()
-) -> TokenUsage:
-    """Usage of a finished request: Azure's usage when it came, else the counted prompt plus the tokens
-    of the text streamed before a failure or disconnect."""
-    if usage:
-        prompt, completion = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
-        if prompt is not None and completion is not None:
-            return TokenUsage(prompt, completion, "azure")
-        total = _count(usage.get("total_tokens"))
-        if total is not None:  # only a total: split it with the counted prompt
-            prompt = min(prompt_tokens, total)
-            return TokenUsage(prompt, total - prompt, "azure")
-    completion = count_text(encoding_for(model), "".join(completion_text))
-    return TokenUsage(prompt_tokens, completion, "counted")
-
-
-def actual_tokens(
-    model: str, prompt_tokens: int, usage: Mapping[str, Any] | None, completion_text: Iterable[str] = ()
-) -> int:
-    """Tokens a finished request used (prompt + completion), for reconcile()."""
-    return actual_usage(model, prompt_tokens, usage, completion_text).total_tokens
 
 
 def _count_message(encoding: Encoding, message: dict[str, Any]) -> int:

@@ -32,6 +32,11 @@ class ChatRequest:
     include_usage: bool
     max_completion_tokens: int | None
     forward: dict[str, Any] = field(repr=False)
+    body_size: int = 0  # bytes of the request body, for the tokenizer's threading policy
+
+    @property
+    def max_output_tokens(self) -> int | None:
+        return self.max_completion_tokens
 
     def upstream_body(self) -> dict[str, Any]:
         """The body sent to Azure. Streams always ask for the usage chunk: chatgate accounts with it,

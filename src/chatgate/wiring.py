@@ -1,15 +1,20 @@
-"""The only place that builds clients: boto3 (DynamoDB, Secrets Manager), httpx, and the services on top.
+"""The only place that builds clients (httpx for Azure and for AWS, boto3 for tooling) and the services.
 
-Called once per cold start from the app's lifespan, never at import time. boto3 honours the standard
-`AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_SECRETS_MANAGER` variables itself, which
-is how `chatgate dev` and the tests point it at an emulator.
+Called once per cold start from the app's lifespan, never at import time. The request path talks to
+DynamoDB and Secrets Manager through stores/aws.py on httpx (already loaded for the upstream), so serving a
+request never imports boto3 (about 350 ms of a cold start). boto3 stays for the CLI and `chatgate dev`'s
+tooling (`aws_clients`). Both honour the standard `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_DYNAMODB` /
+`AWS_ENDPOINT_URL_SECRETS_MANAGER` variables, which is how `chatgate dev` and the tests point them at an
+emulator.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+import ssl
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -38,18 +43,29 @@ class Services:
     usage: UsageLedger
     azure: AzureOpenAI
     http: httpx.AsyncClient
-    extras: dict[str, Any] = field(default_factory=dict)
+    aws_http: httpx.AsyncClient | None = None
 
-    async def aclose(self) -> None:
-        await self.limiter.drain()
-        await self.usage.drain()
-        await self.authenticator.drain()
+    async def drain(self) -> None:
+        """Wait for settlement writes still in flight (they run shielded, so a cancelled request's
+        writes may outlive it)."""
+        await asyncio.gather(self.limiter.drain(), self.usage.drain(), self.authenticator.drain())
+
+    async def aclose(self, grace_seconds: float | None = None) -> None:
+        """At shutdown: let settlements in flight complete (at most `grace_seconds`), then close."""
+        try:
+            await asyncio.wait_for(self.drain(), grace_seconds)
+        except TimeoutError:
+            logging.getLogger(__name__).error(
+                "shutdown: settlement writes still in flight after %.1f s were abandoned", grace_seconds
+            )
         await self.http.aclose()
+        if self.aws_http is not None:
+            await self.aws_http.aclose()
 
 
 # botocore logs whole request and response bodies at DEBUG: Secrets Manager values (Azure keys) would be
 # in them. Its loggers never go below INFO, whatever level the root logger or CHATGATE_LOG_LEVEL asks for.
-_AWS_LOGGERS = ("botocore", "boto3", "aws_lambda_powertools.utilities.parameters")
+_AWS_LOGGERS = ("botocore", "boto3")
 
 
 def keep_secrets_out_of_aws_debug_logs() -> None:
@@ -76,9 +92,10 @@ def aws_clients(settings: Settings) -> tuple[DynamoDBClient, SecretsManagerClien
     return session.client("dynamodb", config=config), session.client("secretsmanager", config=config)
 
 
-def http_client(settings: Settings) -> httpx.AsyncClient:
+def http_client(settings: Settings, verify: ssl.SSLContext | bool = True) -> httpx.AsyncClient:
     """The upstream HTTP client: pooled, keep-alive, explicit timeouts."""
     return httpx.AsyncClient(
+        verify=verify,
         timeout=httpx.Timeout(
             settings.upstream_timeout_seconds,
             connect=settings.upstream_connect_timeout_seconds,
@@ -96,16 +113,23 @@ def http_client(settings: Settings) -> httpx.AsyncClient:
 
 def build_services(settings: Settings) -> Services:
     from chatgate import tokens
+    from chatgate.stores.aws import DYNAMODB, SECRETS_MANAGER, AwsJsonClient, aws_http_client
     from chatgate.stores.keys_dynamodb import DynamoDBKeyStore
     from chatgate.stores.ratelimit_dynamodb import DynamoDBCounterStore
-    from chatgate.stores.secrets import SecretsManagerSource
+    from chatgate.stores.secrets import SecretsManagerSource, secret_reader
     from chatgate.stores.usage_dynamodb import DynamoDBUsageStore
     from chatgate.stores.workspaces_dynamodb import DynamoDBWorkspaceStore
 
     tokens.preload(settings.models)  # the tokenizers load once per cold start, never on a request
-    dynamodb, secretsmanager = aws_clients(settings)
-    secrets = SecretsManagerSource(secretsmanager, max_age=settings.secret_max_age_seconds)
-    http = http_client(settings)
+    # One TLS context (CA bundle loaded once) for both pools: each httpx client would otherwise build its own.
+    tls = httpx.create_ssl_context()
+    aws_http = aws_http_client(verify=tls)
+    dynamodb = AwsJsonClient(DYNAMODB, aws_http)
+    secrets = SecretsManagerSource(
+        secret_reader(aws_http, AwsJsonClient(SECRETS_MANAGER, aws_http)),
+        max_age=settings.secret_max_age_seconds,
+    )
+    http = http_client(settings, verify=tls)
     return Services(
         settings=settings,
         authenticator=Authenticator(
@@ -130,4 +154,5 @@ def build_services(settings: Settings) -> Services:
         usage=UsageLedger(DynamoDBUsageStore(dynamodb, settings.table_name)),
         azure=AzureOpenAI(http),
         http=http,
+        aws_http=aws_http,
     )

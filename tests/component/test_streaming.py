@@ -220,7 +220,7 @@ def test_openai_sdk_stream_without_stream_options(gateway: str, stack: Stack, ou
     outcome = outcomes.next()
     assert outcome.status == "completed"
     assert expected.usage is not None and outcome.usage is not None
-    assert outcome.usage["total_tokens"] == expected.usage.total_tokens
+    assert outcome.usage.total_tokens == expected.usage.total_tokens
 
 
 def test_openai_sdk_stream_with_include_usage(gateway: str, stack: Stack) -> None:
@@ -307,7 +307,7 @@ def test_upstream_error_mid_stream(
     assert "InternalServerError" not in error["message"]
     outcome = outcomes.next()
     assert outcome.status == "failed"
-    assert "".join(outcome.completion_text) == "the quick brown"
+    assert "".join(outcome.relayed_text) == "the quick brown"
     assert stack.upstream("eu").errored_streams == 1
 
 
@@ -334,7 +334,7 @@ def test_upstream_connection_reset_mid_stream(
     assert "streaming" in error["message"]
     outcome = outcomes.next()
     assert outcome.status == "failed"
-    assert "".join(outcome.completion_text) == "the quick"
+    assert "".join(outcome.relayed_text) == "the quick"
 
 
 def test_upstream_timeout_mid_stream_cancels_the_upstream(
@@ -374,7 +374,7 @@ def test_client_disconnect_cancels_the_upstream_promptly(
     outcome = outcomes.next()
     assert outcome.status == "disconnected"
     assert outcome.usage is None  # Azure never sent it: reconciliation counts the partial text
-    streamed = "".join(outcome.completion_text)
+    streamed = "".join(outcome.relayed_text)
     assert streamed.startswith(received.text)  # at least what the client saw, at most a few words more
     assert len(streamed.split()) < 10
 

@@ -122,7 +122,7 @@ async def test_concurrent_requests_on_two_instances_add_up_exactly(
     counted_prompt = sum(
         tokens.count_prompt_tokens("gpt-4o", {"messages": long(i)}) for i in range(48) if i % 3 == 2
     )
-    counted_completion = sum(tokens.count_text(encoding, "".join(o.completion_text)) for o in counted)
+    counted_completion = sum(tokens.count_text(encoding, "".join(o.relayed_text)) for o in counted)
 
     store = DynamoDBUsageStore(dl.client(endpoint), settings.table_name)
     for _ in range(100):  # the last writes finish just after the last responses

@@ -1,4 +1,4 @@
-"""Capture what reconciliation is told about each stream (the StreamOutcome handed to `on_finish`), by
+"""Capture what reconciliation is told about each stream (the StreamOutcome handed to `settle`), by
 wrapping the callback the route gives EventStreamResponse, whatever the route does with it."""
 
 from __future__ import annotations
@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
-from chatgate.streaming import EventStreamResponse, StreamOutcome
+from chatgate.settlement import StreamOutcome
+from chatgate.streaming import EventStreamResponse
 
 
 class Outcomes:
-    """The StreamOutcomes handed to `on_finish`, in the order the streams ended (any thread); each is
-    put after the route's own `on_finish` (reconcile, usage record) has returned."""
+    """The StreamOutcomes handed to `settle`, in the order the streams ended (any thread); each is
+    put after the pipeline's settlement (reconcile, usage record) has returned."""
 
     def __init__(self) -> None:
         self._queue: queue.Queue[StreamOutcome] = queue.Queue()
@@ -29,14 +30,14 @@ def record_outcomes(monkeypatch: pytest.MonkeyPatch) -> Outcomes:
     recorded = Outcomes()
     original = EventStreamResponse.__init__
 
-    def recording_init(self: EventStreamResponse, *args: Any, on_finish: Any, **kwargs: Any) -> None:
-        async def on_finish_and_record(outcome: StreamOutcome) -> None:
+    def recording_init(self: EventStreamResponse, *args: Any, settle: Any, **kwargs: Any) -> None:
+        async def settle_and_record(outcome: StreamOutcome) -> None:
             try:
-                await on_finish(outcome)
+                await settle(outcome)
             finally:
                 recorded.put(outcome)
 
-        original(self, *args, on_finish=on_finish_and_record, **kwargs)
+        original(self, *args, settle=settle_and_record, **kwargs)
 
     monkeypatch.setattr(EventStreamResponse, "__init__", recording_init)
     return recorded

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import replace
 
@@ -87,7 +86,15 @@ async def test_expired_keys_are_401() -> None:
         await auth.authenticate(f"Bearer {key}")
 
 
-# --- last used: cheap, off the critical path ------------------------------------------------------------
+# --- last used: cheap, written when the request is settled ---------------------------------------------
+
+
+async def serve_one(auth: Authenticator, key: str) -> None:
+    """What the pipeline does with a key: authenticate, then (when the request settles) record its use."""
+    caller = await auth.authenticate(f"Bearer {key}")
+    write = auth.record_use(caller)
+    if write is not None:
+        await write
 
 
 async def test_last_use_is_recorded_at_most_once_per_interval() -> None:
@@ -96,13 +103,11 @@ async def test_last_use_is_recorded_at_most_once_per_interval() -> None:
     wall = Clock()
     auth = Authenticator(store, cache_seconds=30, last_used_interval=300, wall_clock=wall)
     for _ in range(100):  # 100 requests in under 5 minutes
-        await auth.authenticate(f"Bearer {key}")
+        await serve_one(auth, key)
         wall.now += 2.9
-    await auth.drain()
     assert store.touches == [(parse_key_id(key), 1000)]
     wall.now = 1000 + 300
-    await auth.authenticate(f"Bearer {key}")
-    await auth.drain()
+    await serve_one(auth, key)
     assert [now for _, now in store.touches] == [1000, 1300]
     [record] = store.keys.values()
     assert record.last_used_at == 1300
@@ -112,30 +117,26 @@ async def test_a_use_another_instance_recorded_recently_is_not_written_again() -
     store = MemoryKeyStore()
     key = store.add("acme", last_used_at=900)  # recorded 100 s ago by another instance
     auth = Authenticator(store, last_used_interval=300, wall_clock=Clock())
-    await auth.authenticate(f"Bearer {key}")
-    await auth.drain()
+    caller = await auth.authenticate(f"Bearer {key}")
+    assert auth.record_use(caller) is None
     assert store.touches == []
 
 
-async def test_authentication_does_not_wait_for_the_write_and_survives_its_failure(
+async def test_authentication_does_not_write_and_a_failing_write_is_logged_not_raised(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    class StuckThenFailing(MemoryKeyStore):
-        def __init__(self) -> None:
-            super().__init__()
-            self.release = asyncio.Event()
-
+    class Failing(MemoryKeyStore):
         async def touch(self, key_id: str, now: int, *, older_than: int) -> bool:
-            await self.release.wait()
             raise RuntimeError("DynamoDB UpdateItem failed: ThrottlingException")
 
-    store = StuckThenFailing()
+    store = Failing()
     key = store.add("acme")
     auth = Authenticator(store, wall_clock=Clock())
-    principal = await asyncio.wait_for(auth.authenticate(f"Bearer {key}"), timeout=1)
-    assert principal.workspace_id == "acme"  # answered while the write is still pending
+    principal = await auth.authenticate(f"Bearer {key}")
+    assert principal.workspace_id == "acme" and principal.use_to_record == 1000
+    write = auth.record_use(principal)
+    assert write is not None
     with caplog.at_level(logging.WARNING):
-        store.release.set()
-        await auth.drain()
+        await write  # never raises
     assert f"recording the last use of key {parse_key_id(key)} failed" in caplog.text
     assert key.split("_", 2)[2] not in caplog.text

@@ -4,6 +4,7 @@ errors, the last-resort 500, and an event run through the Mangum handler."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from collections.abc import Iterator
@@ -61,7 +62,10 @@ async def call(app: Any, body: dict[str, Any], key: str, out: io.StringIO) -> li
     seen: list[tuple[str, bool, int]] = []
 
     async def receive() -> dict[str, Any]:
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
+        if messages:
+            return messages.pop(0)
+        await asyncio.Event().wait()  # the client stays until the response ends
+        raise AssertionError("unreachable")
 
     async def send(message: dict[str, Any]) -> None:
         seen.append((message["type"], bool(message.get("more_body")), len(emf_records(out.getvalue()))))

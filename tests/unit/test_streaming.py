@@ -14,9 +14,13 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from httpx_sse import ServerSentEvent
 
+from chatgate.apis.chat_completions import DONE, ChatCompletionsRelay
 from chatgate.errors import UpstreamTimeout
-from chatgate.streaming import DONE, EventStreamResponse, StreamOutcome
+from chatgate.settlement import StreamOutcome
+from chatgate.streaming import HEARTBEAT, EventStreamResponse
+from chatgate.tokens import TokenUsage
 from chatgate.upstream.azure import UpstreamStream
 
 # --- Azure-shaped payloads ------------------------------------------------------------------------------
@@ -43,6 +47,7 @@ PROMPT_FILTER = {
     "usage": None,
 }
 USAGE = {"completion_tokens": 3, "prompt_tokens": 11, "total_tokens": 14}
+AZURE_USAGE = TokenUsage(prompt_tokens=11, completion_tokens=3, source="azure")
 
 
 def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
@@ -86,22 +91,26 @@ Step = bytes | BaseException | Callable[[], Any]
 
 
 class FakeUpstream:
-    """An UpstreamStream stand-in: yields payloads, raises exceptions, or runs a check between them."""
+    """An UpstreamStream stand-in: yields events, raises exceptions, or runs a check between them; after
+    the last step, Azure's `[DONE]` (unless `done=False`: the upstream closes the stream early)."""
 
-    def __init__(self, steps: list[Step]) -> None:
+    def __init__(self, steps: list[Step], *, done: bool = True) -> None:
         self.steps = steps
+        self.done = done
         self.closed = 0
 
-    async def data(self) -> AsyncIterator[bytes]:
+    async def events(self) -> AsyncIterator[ServerSentEvent]:
         for step in self.steps:
             if isinstance(step, bytes):
-                yield step
+                yield ServerSentEvent(data=step.decode())
             elif isinstance(step, BaseException):
                 raise step
             else:
                 result = step()
                 if result is not None:
                     await result
+        if self.done:
+            yield ServerSentEvent(data="[DONE]")
 
     async def aclose(self) -> None:
         self.closed += 1
@@ -149,11 +158,14 @@ class FakeClient:
         return b"".join(m["body"] for m in self.bodies)
 
     def events(self) -> list[Any]:
-        """The `data:` payloads as the client parses them (`[DONE]` kept as the string)."""
+        """The `data:` payloads as the client parses them (`[DONE]` kept as the string; comments
+        skipped)."""
         frames = self.wire.split(b"\n\n")
         assert frames[-1] == b"", "the body must end with a complete event"
         payloads = []
         for frame in frames[:-1]:
+            if frame.startswith(b":"):
+                continue
             assert frame.startswith(b"data: ")
             data = frame[len(b"data: ") :]
             payloads.append("[DONE]" if data == b"[DONE]" else json.loads(data))
@@ -171,20 +183,22 @@ async def run(
     *,
     include_usage: bool = False,
     headers: dict[str, str] | None = None,
-    background: Any = None,
+    heartbeat_seconds: float = 15.0,
+    max_seconds: float = 870.0,
 ) -> list[StreamOutcome]:
     outcomes: list[StreamOutcome] = []
 
-    async def on_finish(outcome: StreamOutcome) -> None:
+    async def settle(outcome: StreamOutcome) -> None:
         outcomes.append(outcome)
 
     response = EventStreamResponse(
         upstream,  # type: ignore[arg-type]
-        include_usage=include_usage,
+        ChatCompletionsRelay(include_usage),
         headers=headers or {},
-        on_finish=on_finish,
+        settle=settle,
+        heartbeat_seconds=heartbeat_seconds,
+        max_seconds=max_seconds,
     )
-    response.background = background
     scope = {"type": "http", "state": {"request_id": "req_test"}}
     with anyio.fail_after(5):
         await response(scope, client.receive, client.send)
@@ -201,8 +215,8 @@ async def test_every_event_is_forwarded_byte_for_byte_then_done() -> None:
     assert client.wire == b"".join(b"data: " + payload + b"\n\n" for payload in FULL_STREAM) + DONE
     assert client.ended_cleanly
     assert outcome.status == "completed"
-    assert outcome.usage == USAGE
-    assert "".join(outcome.completion_text) == "Soft paws tread"
+    assert outcome.usage == AZURE_USAGE
+    assert "".join(outcome.relayed_text) == "Soft paws tread"
 
 
 async def test_azure_prompt_filter_chunk_and_content_filter_fields_reach_the_client() -> None:
@@ -251,7 +265,7 @@ async def test_usage_chunk_is_withheld_unless_the_client_asked_but_still_reporte
     assert events[-1] == "[DONE]"
     assert all(event == "[DONE]" or event["choices"] or "prompt_filter_results" in event for event in events)
     assert not any(isinstance(event, dict) and event.get("usage") for event in events)
-    assert outcome.usage == USAGE  # accounting uses Azure's figures all the same
+    assert outcome.usage == AZURE_USAGE  # accounting uses Azure's figures all the same
 
 
 async def test_tool_call_arguments_count_as_completion_text() -> None:
@@ -260,7 +274,7 @@ async def test_tool_call_arguments_count_as_completion_text() -> None:
     steps: list[Step] = [ROLE, raw(chunk({"tool_calls": [call]})), raw(chunk({"tool_calls": [more]}))]
     [outcome] = await run(FakeUpstream(steps), FakeClient())
 
-    assert "".join(outcome.completion_text) == '{"city":"Paris"}'
+    assert "".join(outcome.relayed_text) == '{"city":"Paris"}'
 
 
 # --- a stream that fails after the first byte -------------------------------------------------------------
@@ -287,7 +301,7 @@ async def test_upstream_error_event_becomes_one_error_frame_and_the_stream_ends(
     assert client.ended_cleanly
     assert outcome.status == "failed"
     assert outcome.usage is None
-    assert "".join(outcome.completion_text) == "Soft"  # what was streamed before the failure
+    assert "".join(outcome.relayed_text) == "Soft"  # what was streamed before the failure
     assert upstream.closed == 1
 
 
@@ -321,7 +335,7 @@ async def test_an_unexpected_bug_mid_stream_is_a_generic_error_frame_not_an_esca
     assert "secret internal detail" not in error["message"]
     assert client.ended_cleanly
     assert outcome.status == "failed"
-    assert "".join(outcome.completion_text) == "Soft"
+    assert "".join(outcome.relayed_text) == "Soft"
 
 
 # --- the client goes away -----------------------------------------------------------------------------
@@ -335,7 +349,7 @@ async def test_client_disconnect_cancels_the_upstream_and_reports_what_was_strea
 
     assert outcome.status == "disconnected"
     assert outcome.usage is None  # Azure never sent it: reconciliation counts the text instead
-    assert "".join(outcome.completion_text) == "Soft paws"
+    assert "".join(outcome.relayed_text) == "Soft paws"
     assert upstream.closed == 1
     assert b"[DONE]" not in client.wire
     assert all(m.get("more_body") for m in client.bodies)  # nothing more was written to nobody
@@ -359,23 +373,13 @@ async def test_a_failing_reconciliation_does_not_break_the_response() -> None:
 
     response = EventStreamResponse(
         FakeUpstream(list(FULL_STREAM)),  # type: ignore[arg-type]
-        include_usage=False,
+        ChatCompletionsRelay(include_usage=False),
         headers={},
-        on_finish=broken,
+        settle=broken,
     )
     await response({"type": "http", "state": {}}, client.receive, client.send)
     assert client.events()[-1] == "[DONE]"
     assert client.ended_cleanly
-
-
-async def test_background_tasks_attached_by_fastapi_still_run() -> None:
-    ran: list[str] = []
-
-    async def background() -> None:
-        ran.append("yes")
-
-    await run(FakeUpstream(list(FULL_STREAM)), FakeClient(), background=background)
-    assert ran == ["yes"]
 
 
 # --- UpstreamStream: Azure's bytes to payloads ------------------------------------------------------------
@@ -394,24 +398,37 @@ def upstream_stream(body: list[bytes] | Exception) -> UpstreamStream:
             async for part in parts():
                 yield part
 
-    return UpstreamStream(httpx.Response(200, stream=Body()))
+    headers = {"content-type": "text/event-stream; charset=utf-8"}
+    return UpstreamStream(httpx.Response(200, headers=headers, stream=Body()))
 
 
-async def collect(stream: UpstreamStream) -> list[bytes]:
-    return [payload async for payload in stream.data()]
+async def collect(stream: UpstreamStream) -> list[tuple[str, str]]:
+    return [(event.event, event.data) async for event in stream.events()]
 
 
-async def test_upstream_stream_yields_payloads_split_anywhere_and_stops_at_done() -> None:
-    wire = b": keep-alive\n\ndata: " + ROLE + b"\r\n\r\ndata:" + WORDS[0] + b"\n\ndata: [DONE]\n\n"
+async def test_upstream_stream_parses_sse_split_anywhere_with_comments_crlf_and_multiline_data() -> None:
+    wire = (
+        b": keep-alive\n\ndata: " + ROLE + b"\r\n\r\ndata:" + WORDS[0] + b"\n\n"
+        b'event: response.output_text.delta\r\ndata: {"a":\r\ndata: 1}\r\n\r\n'
+        b"data: [DONE]\n\n"
+    )
     pieces = [wire[i : i + 7] for i in range(0, len(wire), 7)]  # TCP may cut anywhere
-    assert await collect(upstream_stream(pieces)) == [ROLE, WORDS[0]]
+    assert await collect(upstream_stream(pieces)) == [
+        ("message", ROLE.decode()),
+        ("message", WORDS[0].decode()),
+        ("response.output_text.delta", '{"a":\n1}'),
+        ("message", "[DONE]"),
+    ]
 
 
-async def test_upstream_stream_without_done_is_an_upstream_error() -> None:
-    stream = upstream_stream([b"data: " + ROLE + b"\n\n"])
-    with pytest.raises(Exception, match="before it was complete") as caught:
-        await collect(stream)
-    assert getattr(caught.value, "code", None) == "upstream_error"
+async def test_a_stream_the_upstream_closes_without_done_ends_with_an_error_frame() -> None:
+    client = FakeClient()
+    [outcome] = await run(FakeUpstream([ROLE, WORDS[0]], done=False), client)
+
+    error = error_event(client)
+    assert error["code"] == "upstream_error" and "before it was complete" in error["message"]
+    assert client.ended_cleanly
+    assert outcome.status == "failed"
 
 
 @pytest.mark.parametrize(
@@ -428,3 +445,59 @@ async def test_upstream_transport_failures_mid_stream_become_chatgate_errors(
         await collect(upstream_stream(failure))
     assert getattr(caught.value, "code", None) == code
     assert "peer closed" not in str(caught.value) and "timed out" not in str(caught.value)
+
+
+# --- settlement before the end, heartbeats, the deadline ---------------------------------------------------
+
+
+async def test_the_client_has_done_before_settlement_and_the_body_ends_only_after_it() -> None:
+    client = FakeClient()
+    seen_at_settlement: list[tuple[bool, bool]] = []
+
+    async def settle(_outcome: StreamOutcome) -> None:
+        seen_at_settlement.append((client.wire.endswith(DONE), client.ended_cleanly))
+
+    response = EventStreamResponse(
+        FakeUpstream(list(FULL_STREAM)),  # type: ignore[arg-type]
+        ChatCompletionsRelay(include_usage=False),
+        headers={},
+        settle=settle,
+    )
+    await response({"type": "http", "state": {}}, client.receive, client.send)
+    assert seen_at_settlement == [(True, False)]  # every event sent, the body still open
+    assert client.ended_cleanly
+    assert client.bodies[-1]["body"] == b""
+
+
+async def test_heartbeats_keep_a_silent_stream_alive_and_clients_skip_them() -> None:
+    client = FakeClient()
+    two_pings = anyio.Event()
+    send = client.send
+
+    async def send_and_watch(message: dict[str, Any]) -> None:
+        await send(message)
+        if client.wire.count(HEARTBEAT) >= 2:
+            two_pings.set()
+
+    client.send = send_and_watch  # type: ignore[method-assign]
+    # Azure is silent after the first chunk until two heartbeats have gone out (a reasoning model thinking).
+    [outcome] = await run(FakeUpstream([ROLE, two_pings.wait, *WORDS]), client, heartbeat_seconds=0.01)
+
+    assert client.wire.count(HEARTBEAT) >= 2
+    assert client.events()[-1] == "[DONE]"  # a client's SSE parser skips the comments
+    assert "".join(outcome.relayed_text) == "Soft paws tread"
+    assert outcome.status == "completed"
+
+
+async def test_a_stream_past_its_deadline_ends_with_an_error_frame_and_is_accounted() -> None:
+    client = FakeClient()
+    never = anyio.Event()
+    upstream = FakeUpstream([ROLE, WORDS[0], never.wait])
+    [outcome] = await run(upstream, client, heartbeat_seconds=0.02, max_seconds=0.2)
+
+    error = error_event(client)
+    assert error["code"] == "upstream_timeout" and "maximum duration" in error["message"]
+    assert client.ended_cleanly
+    assert outcome.status == "timed_out"
+    assert "".join(outcome.relayed_text) == "Soft"
+    assert upstream.closed == 1

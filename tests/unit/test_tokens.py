@@ -196,36 +196,7 @@ def test_special_token_text_in_content_is_counted_as_text():
     assert tokens.count_prompt_tokens("gpt-4o", body) > 3 + 1 + 1 + 3
 
 
-@pytest.mark.parametrize(
-    ("body", "expected"),
-    [
-        ({"max_completion_tokens": 300, "max_tokens": 100}, 300),
-        ({"max_tokens": 100}, 100),
-        ({}, 1024),
-        ({"max_tokens": None}, 1024),
-        ({"max_tokens": True}, 1024),
-    ],
-)
-def test_completion_allowance(body, expected):
-    assert tokens.completion_allowance(body, 1024) == expected
-
-
-def test_request_tokens_is_prompt_plus_allowance():
-    body = {"messages": JARGON, "max_tokens": 50}
-    assert tokens.request_tokens("gpt-4o", body, 1024) == 124 + 50
-
-
 def test_preload_loads_once_and_is_shared_by_models():
     tokens.preload(["gpt-4o", "gpt-4"])
     assert tokens.encoding_for("gpt-4o") is tokens.encoding_for("o4-mini")
     assert tokens.encoding_for("gpt-4") is tokens.encoding_for("gpt-35-turbo")
-
-
-def test_actual_usage_prefers_azure_usage_then_counts_the_streamed_text():
-    usage = {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150}
-    assert tokens.actual_tokens("gpt-4o", 124, usage, ["ignored"]) == 150
-    assert tokens.actual_tokens("gpt-4o", 124, {"prompt_tokens": 120, "completion_tokens": 31}) == 151
-    streamed = ["Hello", " there", ", friend"]  # a stream cut before the usage chunk
-    expected = 124 + tokens.count_text(tokens.encoding_for("gpt-4o"), "Hello there, friend")
-    assert tokens.actual_tokens("gpt-4o", 124, None, streamed) == expected
-    assert tokens.actual_tokens("gpt-4o", 124, None) == 124

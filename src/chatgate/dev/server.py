@@ -119,6 +119,13 @@ def serve(host: str, port: int, environ: Mapping[str, str] | None = None) -> Non
     configure_logging(stack.settings.log_level)  # JSON log lines on stderr; metrics lines on stdout
     try:
         print(banner(stack, host, port), flush=True)
-        uvicorn.run(create_app(stack.settings), host=host, port=port, log_level="info")
+        uvicorn.run(
+            create_app(stack.settings),
+            host=host,
+            port=port,
+            log_level="info",
+            # On SIGTERM / Ctrl-C: requests in flight finish and settle, within this bound.
+            timeout_graceful_shutdown=max(1, round(stack.settings.shutdown_grace_seconds)),
+        )
     finally:
         stack.close()

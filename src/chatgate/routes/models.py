@@ -14,6 +14,7 @@ from typing import Any
 
 from chatgate.dependencies import Caller, Region, ServicesDep
 from chatgate.errors import ModelNotFound
+from chatgate.pipeline import settled
 from chatgate.upstream.config import ModelCatalog
 
 # Version dates of the default models' Azure versions (gpt-4o is gpt-4o-2024-05-13, and so on).
@@ -40,12 +41,18 @@ def model_object(model: str, catalog: ModelCatalog) -> dict[str, Any]:
 
 
 async def list_models(region: Region, caller: Caller, services: ServicesDep) -> dict[str, Any]:
-    catalog = await services.upstreams.catalog(region, caller.workspace_id)
+    try:
+        catalog = await services.upstreams.catalog(region, caller.workspace_id)
+    finally:
+        await settled(caller, services)
     return {"object": "list", "data": [model_object(model, catalog) for model in catalog.models]}
 
 
 async def retrieve_model(region: Region, caller: Caller, model: str, services: ServicesDep) -> dict[str, Any]:
-    catalog = await services.upstreams.catalog(region, caller.workspace_id)
+    try:
+        catalog = await services.upstreams.catalog(region, caller.workspace_id)
+    finally:
+        await settled(caller, services)
     if model not in catalog:
         raise ModelNotFound(model)
     return model_object(model, catalog)

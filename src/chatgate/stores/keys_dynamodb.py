@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from chatgate.auth import ApiKey
 from chatgate.errors import ServiceUnavailable
+from chatgate.stores.aws import AwsError, AwsUnreachable, json_caller
 from chatgate.stores.schema import GSI1
 
 if TYPE_CHECKING:
@@ -47,19 +45,23 @@ def _from_item(item: dict[str, Any]) -> ApiKey:
 
 
 class DynamoDBKeyStore:
-    """Reads (for authentication) and administers API keys."""
+    """Reads (for authentication) and administers API keys.
 
-    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+    The request path (get, touch) goes through any `call(action, payload)` client (stores/aws.py); the
+    administration methods need a boto3 client (the CLI's)."""
+
+    def __init__(self, client: DynamoDBClient | Any, table_name: str) -> None:
         self._client = client
+        self._call = json_caller(client).call
         self._table = table_name
 
     async def get(self, key_id: str) -> ApiKey | None:
         """The key record, or None. Store failures become a 503 (never a silent 401)."""
         try:
-            response = await asyncio.to_thread(
-                self._client.get_item, TableName=self._table, Key=_key_pk(key_id), ConsistentRead=True
+            response = await self._call(
+                "GetItem", {"TableName": self._table, "Key": _key_pk(key_id), "ConsistentRead": True}
             )
-        except (ClientError, BotoCoreError) as exc:
+        except (AwsError, AwsUnreachable) as exc:
             raise ServiceUnavailable(
                 "The key store is temporarily unavailable. Please retry shortly.",
                 headers={"retry-after": "1"},
@@ -70,26 +72,26 @@ class DynamoDBKeyStore:
     async def touch(self, key_id: str, now: int, *, older_than: int) -> bool:
         """Record a use: last_used_at = now, only if it is missing or older than `older_than` (so
         instances racing for the same key write once per interval) and only on an existing key."""
-        return await asyncio.to_thread(self._touch, key_id, now, older_than)
-
-    def _touch(self, key_id: str, now: int, older_than: int) -> bool:
         try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=_key_pk(key_id),
-                UpdateExpression="SET last_used_at = :now",
-                ConditionExpression=(
-                    "attribute_exists(pk) AND (attribute_not_exists(last_used_at) OR last_used_at < :since)"
-                ),
-                ExpressionAttributeValues={":now": {"N": str(now)}, ":since": {"N": str(older_than)}},
+            await self._call(
+                "UpdateItem",
+                {
+                    "TableName": self._table,
+                    "Key": _key_pk(key_id),
+                    "UpdateExpression": "SET last_used_at = :now",
+                    "ConditionExpression": (
+                        "attribute_exists(pk) AND "
+                        "(attribute_not_exists(last_used_at) OR last_used_at < :since)"
+                    ),
+                    "ExpressionAttributeValues": {":now": {"N": str(now)}, ":since": {"N": str(older_than)}},
+                },
             )
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "Unknown")
-            if code == "ConditionalCheckFailedException":
+        except AwsError as exc:
+            if exc.code == "ConditionalCheckFailedException":
                 return False  # another instance recorded a use within the interval (or the key is gone)
-            raise KeyStoreError(f"DynamoDB UpdateItem failed: {code}") from None
-        except BotoCoreError as exc:
-            raise KeyStoreError(f"DynamoDB UpdateItem failed: {type(exc).__name__}") from None
+            raise KeyStoreError(f"DynamoDB UpdateItem failed: {exc.code}") from None
+        except AwsUnreachable as exc:
+            raise KeyStoreError(f"DynamoDB UpdateItem failed: {exc}") from None
         return True
 
     # Administration (CLI): synchronous, outside the request path.
@@ -138,8 +140,6 @@ class DynamoDBKeyStore:
                 ExpressionAttributeValues={":now": {"N": str(int(time.time()))}},
                 ReturnValues="ALL_NEW",
             )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise KeyNotFound(key_id) from None
-            raise
+        except self._client.exceptions.ConditionalCheckFailedException:
+            raise KeyNotFound(key_id) from None
         return _from_item(response["Attributes"])

@@ -1,24 +1,34 @@
-"""Secrets Manager as a SecretSource: Powertools Parameters fetches and decodes, this adds what it lacks.
+"""Secrets Manager as a SecretSource: JSON secrets by name, with the cache the gateway needs.
 
-Powertools' SecretsProvider reads a secret and transforms it from JSON. In front of it sits a small async
-cache of our own, because the gateway needs three things Powertools does not do: remembering that a secret
-does *not* exist (most workspaces have no bring-your-own-keys secret, and asking again on every request
-would cost a Secrets Manager call each time), keeping the blocking boto3 call off the event loop, and
-letting only one concurrent request refresh an expired entry.
+Where the secret comes from (secret_reader() picks one, in this order):
+1. the AWS Parameters and Secrets Lambda Extension, when the function has it (its HTTP port on localhost,
+   `X-Aws-Parameters-Secrets-Token: $AWS_SESSION_TOKEN`): no signing, no TLS to Secrets Manager, and the
+   extension keeps its own cache across the instance's life;
+2. Secrets Manager's GetSecretValue, signed, through stores/aws.py (on httpx: no boto3 on Lambda);
+3. a boto3 client, when one is handed in (tooling, tests), in a worker thread.
+
+In front of it sits a small async cache, because the gateway needs three things a plain read does not do:
+remembering that a secret does *not* exist (most workspaces have no bring-your-own-keys secret, and asking
+again on every request would cost a Secrets Manager call each time), keeping a warm instance free of
+Secrets Manager calls (one read per secret and `max_age`), and letting only one concurrent request refresh
+an expired entry.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import httpx
 
 from chatgate.errors import ServiceUnavailable
-
-if TYPE_CHECKING:
-    from mypy_boto3_secretsmanager import SecretsManagerClient
+from chatgate.stores.aws import AwsError, AwsJsonClient, AwsUnreachable, json_caller
 
 logger = logging.getLogger(__name__)
 
@@ -35,15 +45,14 @@ class SecretsManagerSource:
 
     def __init__(
         self,
-        client: SecretsManagerClient,
+        client: SecretReader | AwsJsonClient | Any,
         *,
         max_age: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        from aws_lambda_powertools.utilities.parameters import SecretsProvider
-
-        self._client = client
-        self._provider = SecretsProvider(boto3_client=client)
+        self._reader: SecretReader = (
+            client if isinstance(client, ExtensionSecretReader) else _ApiSecretReader(client)
+        )
         self._max_age = max_age
         self._clock = clock
         self._cache: dict[str, tuple[float, Mapping[str, Any] | None]] = {}
@@ -58,7 +67,7 @@ class SecretsManagerSource:
             cached = self._cache.get(name)
             if cached is not None and self._clock() - cached[0] < self._max_age:
                 return cached[1]
-            value = await asyncio.to_thread(self._fetch, name)
+            value = await self._fetch(name)
             if len(self._cache) >= _CACHE_MAX_ENTRIES:
                 self._cache.clear()
                 self._locks = {name: lock}
@@ -72,51 +81,102 @@ class SecretsManagerSource:
         else:
             self._cache.pop(name, None)
 
-    def _fetch(self, name: str) -> Mapping[str, Any] | None:
-        from aws_lambda_powertools.utilities.parameters.exceptions import (
-            GetParameterError,
-            TransformParameterError,
-        )
-
+    async def _fetch(self, name: str) -> Mapping[str, Any] | None:
         try:
-            value = self._provider.get(name, transform="json", max_age=0, force_fetch=True)
-        except TransformParameterError:
-            logger.error("secret %s does not hold JSON", name)
-            return {}
-        except GetParameterError as exc:
+            answer = await self._reader.get_secret_value(name)
+        except AwsError as exc:
             if _is_not_found(exc):
                 return None
-            logger.error("reading secret %s failed: %s", name, _error_code(exc))
-            raise ServiceUnavailable(
-                "Configuration is temporarily unavailable. Please retry shortly.",
-                headers={"retry-after": "1"},
-            ) from None
+            logger.error("reading secret %s failed: %s", name, exc.code)
+            raise _unavailable() from None
+        except AwsUnreachable as exc:
+            logger.error("reading secret %s failed: %s", name, exc)
+            raise _unavailable() from None
+        try:
+            value = json.loads(answer.get("SecretString") or "")
+        except ValueError:
+            logger.error("secret %s does not hold JSON", name)
+            return {}
         if not isinstance(value, Mapping):
             logger.error("secret %s does not hold a JSON object", name)
             return {}
         return value
 
 
-def _botocore_error(exc: BaseException) -> BaseException | None:
-    """The ClientError behind Powertools' GetParameterError (raised while handling it, not chained)."""
-    return exc.__cause__ or exc.__context__
+def _unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "Configuration is temporarily unavailable. Please retry shortly.", headers={"retry-after": "1"}
+    )
 
 
-def _error(exc: BaseException) -> dict[str, Any]:
-    response = getattr(_botocore_error(exc), "response", None)
-    error = response.get("Error") if isinstance(response, dict) else None
-    return error if isinstance(error, dict) else {}
-
-
-def _error_code(exc: BaseException) -> str:
-    return str(_error(exc).get("Code") or type(_botocore_error(exc) or exc).__name__)
-
-
-def _is_not_found(exc: BaseException) -> bool:
+def _is_not_found(exc: AwsError) -> bool:
     """No such secret, or one scheduled for deletion (Secrets Manager refuses to read it until it is
     restored): either way, nothing to use."""
-    error = _error(exc)
-    if not error:
-        return "ResourceNotFoundException" in str(exc)
-    code, message = error.get("Code"), str(error.get("Message", "")).lower()
-    return code == "ResourceNotFoundException" or (code == "InvalidRequestException" and "delet" in message)
+    deleted = exc.code == "InvalidRequestException" and "delet" in exc.message.lower()
+    return exc.code == "ResourceNotFoundException" or deleted
+
+
+class SecretReader(Protocol):
+    async def get_secret_value(self, name: str) -> Mapping[str, Any]:
+        """GetSecretValue's answer ({"SecretString": ...}); AwsError / AwsUnreachable otherwise."""
+        ...
+
+
+class _ApiSecretReader:
+    """GetSecretValue through an AwsJsonClient, or a boto3 client in a worker thread."""
+
+    def __init__(self, client: Any) -> None:
+        self._call = json_caller(client).call
+
+    async def get_secret_value(self, name: str) -> Mapping[str, Any]:
+        return await self._call("GetSecretValue", {"SecretId": name})
+
+
+# The extension's documented defaults: port 2773 (PARAMETERS_SECRETS_EXTENSION_HTTP_PORT); Lambda puts
+# external extensions under /opt/extensions.
+EXTENSION_FILE = "/opt/extensions/AWSParametersAndSecretsLambdaExtension"
+EXTENSION_DEFAULT_PORT = 2773
+
+
+class ExtensionSecretReader:
+    """The AWS Parameters and Secrets Lambda Extension: GET /secretsmanager/get?secretId=<name> on
+    localhost, authenticated by the function's session token; it answers GetSecretValue's JSON."""
+
+    def __init__(self, http: httpx.AsyncClient, *, port: int, token: str) -> None:
+        self._http = http
+        self._base = f"http://localhost:{port}/secretsmanager/get?secretId="
+        self._headers = {"X-Aws-Parameters-Secrets-Token": token}
+
+    async def get_secret_value(self, name: str) -> Mapping[str, Any]:
+        try:
+            response = await self._http.get(self._base + quote(name, safe=""), headers=self._headers)
+        except httpx.HTTPError as exc:
+            raise AwsUnreachable(type(exc).__name__) from None
+        if response.status_code == 200:
+            answer: dict[str, Any] = response.json()
+            return answer
+        text = response.text
+        # The extension passes Secrets Manager's error through as text (e.g. "... ResourceNotFoundException
+        # ... Secrets Manager can't find the specified secret."), with 400 or 404.
+        for code in ("ResourceNotFoundException", "InvalidRequestException", "AccessDeniedException"):
+            if code in text:
+                raise AwsError(code, response.status_code, {"message": text[:500]})
+        raise AwsError(f"HTTP{response.status_code}", response.status_code, {"message": text[:500]})
+
+
+def extension_port() -> int | None:
+    """The extension's port when this function has it (and a session token to present), else None."""
+    configured = os.environ.get("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT")
+    if not os.environ.get("AWS_SESSION_TOKEN"):
+        return None
+    if configured:
+        return int(configured)
+    return EXTENSION_DEFAULT_PORT if os.path.exists(EXTENSION_FILE) else None
+
+
+def secret_reader(http: httpx.AsyncClient, api: AwsJsonClient) -> SecretReader | AwsJsonClient:
+    """What SecretsManagerSource should read through on this instance (see the module docstring)."""
+    port = extension_port()
+    if port is not None and not os.environ.get("AWS_ENDPOINT_URL_SECRETS_MANAGER"):
+        return ExtensionSecretReader(http, port=port, token=os.environ["AWS_SESSION_TOKEN"])
+    return api

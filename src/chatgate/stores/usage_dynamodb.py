@@ -13,12 +13,10 @@ range, so a month costs one request per 1 MB of records.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from chatgate.stores.aws import AwsError, AwsUnreachable, Boto3Json, json_caller
 from chatgate.tokens import TokenUsage
 from chatgate.usage import UsageRecord
 
@@ -61,6 +59,12 @@ def _record(item: dict[str, Any]) -> UsageRecord:
 
 
 def _error(operation: str, exc: Exception) -> UsageStoreError:
+    if isinstance(exc, AwsError):
+        return UsageStoreError(f"DynamoDB {operation} failed: {exc.code}")
+    if isinstance(exc, AwsUnreachable):
+        return UsageStoreError(f"DynamoDB {operation} failed: {exc}")
+    from botocore.exceptions import ClientError  # the CLI's boto3 path
+
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "Unknown")
         return UsageStoreError(f"DynamoDB {operation} failed: {code}")
@@ -68,16 +72,28 @@ def _error(operation: str, exc: Exception) -> UsageStoreError:
 
 
 class DynamoDBUsageStore:
-    """The UsageStore of chatgate.usage, through an injected boto3 DynamoDB client."""
+    """The UsageStore of chatgate.usage. `add` goes through any `call(action, payload)` client
+    (stores/aws.py); `add_now` and `list` (tooling, the CLI) need a boto3 client."""
 
-    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+    def __init__(self, client: DynamoDBClient | Any, table_name: str) -> None:
         self._client = client
+        self._call = json_caller(client).call
         self._table = table_name
 
     async def add(self, workspace_id: str, day: str, model: str, usage: TokenUsage) -> None:
-        await asyncio.to_thread(self.add_now, workspace_id, day, model, usage)
+        try:
+            await self._call("UpdateItem", self._update(workspace_id, day, model, usage))
+        except (AwsError, AwsUnreachable) as exc:
+            raise _error("UpdateItem", exc) from None
 
     def add_now(self, workspace_id: str, day: str, model: str, usage: TokenUsage) -> None:
+        """The same write, blocking (a boto3 client only)."""
+        try:
+            Boto3Json(self._client).call_now("UpdateItem", self._update(workspace_id, day, model, usage))
+        except (AwsError, AwsUnreachable) as exc:
+            raise _error("UpdateItem", exc) from None
+
+    def _update(self, workspace_id: str, day: str, model: str, usage: TokenUsage) -> dict[str, Any]:
         counted = usage.source == "counted"
         amounts = {
             "requests": 1,
@@ -94,16 +110,13 @@ class DynamoDBUsageStore:
             ":model": {"S": model},
             ":updated_at": _num(int(time.time())),
         }
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=usage_key(workspace_id, day, model),
-                UpdateExpression=_UPDATE,
-                ExpressionAttributeNames=_NAMES,
-                ExpressionAttributeValues=values,
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise _error("UpdateItem", exc) from exc
+        return {
+            "TableName": self._table,
+            "Key": usage_key(workspace_id, day, model),
+            "UpdateExpression": _UPDATE,
+            "ExpressionAttributeNames": _NAMES,
+            "ExpressionAttributeValues": values,
+        }
 
     # Reading (CLI): synchronous, outside the request path.
 
@@ -123,6 +136,6 @@ class DynamoDBUsageStore:
                 ConsistentRead=True,
             ):
                 records.extend(_record(item) for item in page.get("Items", []))
-        except (ClientError, BotoCoreError) as exc:
+        except Exception as exc:  # botocore's ClientError / BotoCoreError, named by _error
             raise _error("Query", exc) from exc
         return records

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from httpx_sse import EventSource, ServerSentEvent
 
 from chatgate import observability
 from chatgate.errors import (
@@ -117,27 +118,23 @@ class AzureOpenAI:
 
 
 class UpstreamStream:
-    """An open Azure event stream: `data` payloads as they arrive; `aclose()` cancels the request."""
+    """An open Azure event stream: its server-sent events as they arrive (parsed per the SSE spec by
+    httpx-sse: multi-line `data:`, comments, `event:` lines, CRLF); `aclose()` cancels the request."""
 
     def __init__(self, response: httpx.Response) -> None:
         self._response = response
+        self.upstream_request_id = response.headers.get("apim-request-id")
 
-    async def data(self) -> AsyncIterator[bytes]:
-        """Each SSE `data:` payload, without framing; stops at `[DONE]`. Transport failures are raised
-        as ChatgateErrors (the caller turns them into an SSE error frame)."""
+    async def events(self) -> AsyncIterator[ServerSentEvent]:
+        """Each event, as it arrives, until the upstream closes the stream. Transport failures are raised
+        as ChatgateErrors (the caller turns them into the API's error frame)."""
         try:
-            async for line in self._response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue  # blank separators, comments, event/id fields
-                payload = line[5:].strip()
-                if payload == "[DONE]":
-                    return
-                yield payload.encode()
+            async for event in EventSource(self._response).aiter_sse():
+                yield event
         except httpx.TimeoutException:
             raise UpstreamTimeout("The upstream stopped sending the response in time.") from None
         except httpx.HTTPError:
             raise UpstreamError("The upstream connection failed while streaming the response.") from None
-        raise UpstreamError("The upstream closed the stream before it was complete.")
 
     async def aclose(self) -> None:
         await self._response.aclose()

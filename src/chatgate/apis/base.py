@@ -1,0 +1,100 @@
+"""The adapter interface: what the pipeline needs to know about one API.
+
+An `Api` reads and validates a request body into an `ApiRequest`, counts its prompt tokens, calls the
+upstream for it (a JSON answer or an open event stream), and makes a `StreamRelay` for its streams. The
+pipeline (chatgate.pipeline) does everything else the same way for every API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+from chatgate.errors import ChatgateError
+from chatgate.tokens import TokenUsage
+
+if TYPE_CHECKING:
+    from httpx_sse import ServerSentEvent
+
+    from chatgate.upstream.azure import AzureOpenAI, UpstreamStream
+    from chatgate.upstream.config import UpstreamTarget
+
+
+class ApiRequest(Protocol):
+    """A validated request: what the pipeline needs to know about it."""
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def stream(self) -> bool: ...
+
+    @property
+    def max_output_tokens(self) -> int | None:
+        """The completion's explicit cap, if the request sets one (else the default allowance is
+        reserved)."""
+        ...
+
+
+RequestT = TypeVar("RequestT", bound=ApiRequest)
+RequestT_contra = TypeVar("RequestT_contra", bound=ApiRequest, contravariant=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A complete (non-streaming) answer: the body exactly as Azure sent it, and its usage."""
+
+    content: bytes
+    usage: TokenUsage | None
+    upstream_request_id: str | None = None
+
+
+class StreamRelay(Protocol):
+    """One stream's framing and bookkeeping, for one API. The pipeline's relay loop hands it each upstream
+    event and sends what it returns; it keeps the usage and the visible text for settlement."""
+
+    usage: TokenUsage | None
+    relayed_text: list[str]
+    finished: bool  # the API's last event has been seen: stop reading
+
+    def relay(self, event: ServerSentEvent) -> bytes | None:
+        """The bytes to send the client for one upstream event (None: send nothing). An error event from
+        the upstream raises a ChatgateError (the loop then ends the stream with `error_frame`)."""
+        ...
+
+    def end_frame(self) -> bytes:
+        """The last bytes of a stream that completed (`data: [DONE]` for chat completions)."""
+        ...
+
+    def error_frame(self, error: ChatgateError) -> bytes:
+        """The last bytes of a stream that failed after it started, in a shape the API's clients read."""
+        ...
+
+
+class Api(Protocol[RequestT]):
+    """One API's adapter to the pipeline."""
+
+    name: str
+
+    def parse(self, raw: bytes) -> RequestT:
+        """Read and validate a body (InvalidRequest on anything OpenAI would refuse)."""
+        ...
+
+    async def prompt_tokens(self, request: RequestT) -> int:
+        """The request's prompt tokens, counted offline with the model's tokenizer, off the event loop
+        when the prompt is large."""
+        ...
+
+    async def complete(self, azure: AzureOpenAI, target: UpstreamTarget, request: RequestT) -> Answer:
+        """Call the upstream for a JSON answer (ChatgateError on failure)."""
+        ...
+
+    async def open_stream(
+        self, azure: AzureOpenAI, target: UpstreamTarget, request: RequestT
+    ) -> UpstreamStream:
+        """Open the upstream's event stream (ChatgateError on failure before its first byte)."""
+        ...
+
+    def stream_relay(self, request: RequestT) -> StreamRelay:
+        """The relay for one of this API's streams."""
+        ...

@@ -1,0 +1,123 @@
+"""The pipeline every API's requests walk, written once; each API is an adapter (chatgate.apis):
+
+    region -> key -> validate -> upstream -> reserve -> call upstream -> relay -> settle -> end
+
+The route resolves the region and authenticates (FastAPI dependencies); `run` does the rest. Every
+authenticated request is settled exactly once before its response ends (chatgate.settlement): a JSON answer
+is written with `more_body=True`, settled, then ended; a stream relays every event, settles, then ends; any
+error between authentication and the response (whatever its type) releases the reservation before the
+error is answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, TypeVar
+
+import anyio
+from fastapi import Request, Response
+from starlette.types import Receive, Scope, Send
+
+from chatgate import observability
+from chatgate.dependencies import read_body
+from chatgate.errors import ChatgateError
+from chatgate.settlement import Settlement
+from chatgate.streaming import EventStreamResponse
+
+if TYPE_CHECKING:
+    from chatgate.apis.base import Api, ApiRequest
+    from chatgate.auth import Principal
+    from chatgate.wiring import Services
+
+RequestT = TypeVar("RequestT", bound="ApiRequest")
+
+
+def settlement_for(caller: Principal, services: Services) -> Settlement:
+    """The settlement of one authenticated request."""
+    return Settlement(
+        caller, authenticator=services.authenticator, limiter=services.limiter, ledger=services.usage
+    )
+
+
+async def run(
+    api: Api[RequestT], region: str, caller: Principal, request: Request, services: Services
+) -> Response:
+    """Serve one authenticated request of `api` in `region`."""
+    settings = services.settings
+    settlement = settlement_for(caller, services)
+    headers: dict[str, str] = {}
+    observed = observability.current()  # observability: facts for metrics, server-timing, the trace
+    observed.step("authenticate", observed.started)  # region + key (the route's dependencies)
+    try:
+        began = time.perf_counter()
+        raw = await read_body(request, settings.max_body_bytes)
+        parsed = api.parse(raw)
+        target = await services.upstreams.resolve(region, caller.workspace_id, parsed.model)
+        observed.identify(model=parsed.model)  # allowed for this caller: safe as a metric dimension
+
+        prompt = await api.prompt_tokens(parsed)
+        allowance = parsed.max_output_tokens or settings.default_completion_reserve
+        observed.step("validate", began)
+        began = time.perf_counter()
+        limits = await services.workspaces.limits(caller.workspace_id, parsed.model)
+        reservation = await services.limiter.reserve(
+            caller.workspace_id, parsed.model, prompt + allowance, limits
+        )
+        observed.step("reserve", began)
+        settlement.admitted(reservation, prompt)
+        headers = reservation.headers()
+
+        if parsed.stream:
+            upstream = await api.open_stream(services.azure, target, parsed)
+            return EventStreamResponse(
+                upstream,
+                api.stream_relay(parsed),
+                headers=headers,
+                settle=settlement.stream_ended,
+                heartbeat_seconds=settings.stream_heartbeat_seconds,
+                max_seconds=settings.stream_max_seconds,
+            )
+        answer = await api.complete(services.azure, target, parsed)
+    except BaseException as error:
+        with anyio.CancelScope(shield=True):
+            await settlement.abandoned()
+        if isinstance(error, ChatgateError):
+            error.headers = {**headers, **error.headers}
+        raise
+    return SettledResponse(answer.content, headers=headers, settle=lambda: settlement.completed(answer.usage))
+
+
+async def settled(caller: Principal, services: Services) -> None:
+    """Settle a request that reserves nothing (GET routes): the key's last use, when due."""
+    with anyio.CancelScope(shield=True):
+        await settlement_for(caller, services).abandoned()
+
+
+class SettledResponse(Response):
+    """A JSON answer whose request is settled before its body ends: the body is written (chunked, no
+    content-length, so no client or Lambda Web Adapter takes it for complete), then the settlement runs,
+    shielded, concurrently with the client reading it, and only then the final empty body message ends the
+    response (in buffered mode Mangum returns only then)."""
+
+    media_type = "application/json"
+
+    def __init__(
+        self, content: bytes, *, headers: Mapping[str, str], settle: Callable[[], Awaitable[None]]
+    ) -> None:
+        super().__init__(content, headers=dict(headers), media_type=self.media_type)
+        self.settle = settle
+        del self.headers["content-length"]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        settling = asyncio.ensure_future(self.settle())
+        try:
+            await send(
+                {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+            )
+            await send({"type": "http.response.body", "body": self.body, "more_body": True})
+        finally:
+            with anyio.CancelScope(shield=True):
+                await settling
+        await send({"type": "http.response.body", "body": b"", "more_body": False})

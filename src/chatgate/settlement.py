@@ -1,0 +1,166 @@
+"""Settle: the last step of every authenticated request, done before its response ends.
+
+Lambda freezes the sandbox the moment a response ends (Lambda Web Adapter when the HTTP body ends, Mangum
+when the handler returns): a write still pending then waits for the next invocation of that sandbox, or is
+lost when the sandbox is retired. So each request is settled exactly once, before the last body message:
+
+- its rate-limit reservation is corrected to what it is charged (chatgate.ratelimit.RateLimiter.reconcile:
+  unused tokens back to the admitting window, tokens beyond the reservation to the window it ends in);
+- the same numbers are added to the workspace's usage record for the day and model (chatgate.usage);
+- the key's last use is written, when due (chatgate.auth).
+
+The writes run concurrently (one round trip), are shielded from cancellation (a client that goes away
+cannot interrupt them), and never raise: a failing write is logged. The pipeline calls exactly one of
+`completed`, `stream_ended` or `abandoned`; later calls are ignored.
+
+What a request is charged: Azure's own usage when it came. When it never came (the client went away, the
+upstream failed mid-stream), the prompt chatgate counted plus the completion tokens of what was relayed —
+and for models that spend hidden reasoning tokens before the first visible one (o-series, gpt-5 family), at
+least the whole reservation, since Azure may have billed that much. The usage record marks that part as
+counted by chatgate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from chatgate import observability, tokens
+from chatgate.auth import Authenticator, Principal
+from chatgate.ratelimit import RateLimiter, Reservation
+from chatgate.tokens import TokenUsage
+from chatgate.usage import UsageLedger
+
+logger = logging.getLogger(__name__)
+
+# Relayed text longer than this is tokenized in a worker thread, so the event loop keeps serving others.
+_INLINE_COUNT_CHARS = 16_384
+# Models whose reasoning tokens are billed but never shown: o1, o3, o4-mini, ..., and the gpt-5 family.
+_HIDDEN_REASONING = re.compile(r"^(o\d|gpt-5)", re.IGNORECASE)
+
+StreamStatus = Literal["completed", "failed", "disconnected", "timed_out"]
+
+
+def hides_reasoning(model: str) -> bool:
+    """Whether a model spends hidden reasoning tokens (billed, never streamed)."""
+    return _HIDDEN_REASONING.match(model) is not None
+
+
+def utc_day(at: float | None = None) -> str:
+    """The UTC day (YYYY-MM-DD) of a time, by default now."""
+    return time.strftime("%Y-%m-%d", time.gmtime(time.time() if at is None else at))
+
+
+@dataclass
+class StreamOutcome:
+    """How a stream ended and what is known of its usage: Azure's (normalised by the API's adapter) if it
+    came, else the visible text relayed so far."""
+
+    status: StreamStatus = "completed"
+    usage: TokenUsage | None = None
+    relayed_text: list[str] = field(default_factory=list)
+    events: int = 0
+
+
+async def counted_completion(model: str, text: Iterable[str]) -> int:
+    """Completion tokens of the text relayed to the client, counted with the model's tokenizer."""
+    joined = "".join(text)
+    if not joined:
+        return 0
+    encoding = tokens.encoding_for(model)
+    if len(joined) <= _INLINE_COUNT_CHARS:
+        return tokens.count_text(encoding, joined)
+    return await asyncio.to_thread(tokens.count_text, encoding, joined)
+
+
+class Settlement:
+    """Settles one authenticated request. Created right after authentication, told about the reservation
+    once the request is admitted, and settled once, before the response ends."""
+
+    def __init__(
+        self,
+        caller: Principal,
+        *,
+        authenticator: Authenticator,
+        limiter: RateLimiter,
+        ledger: UsageLedger | None,
+    ) -> None:
+        self.caller = caller
+        self._authenticator = authenticator
+        self._limiter = limiter
+        self._ledger = ledger
+        self.reservation: Reservation | None = None
+        self.model = ""
+        self.prompt_tokens = 0
+        self.day = utc_day()
+        self.settled = False
+        self.charged: TokenUsage | None = None
+
+    def admitted(self, reservation: Reservation, prompt_tokens: int) -> None:
+        """The request was admitted with this reservation and this counted prompt."""
+        self.reservation = reservation
+        self.model = reservation.model
+        self.prompt_tokens = prompt_tokens
+        self.day = utc_day()
+
+    async def completed(self, usage: TokenUsage | None) -> None:
+        """A complete JSON answer: Azure's usage (if it sent none, the counted prompt is charged)."""
+        await self._settle(usage or await self._counted(()))
+
+    async def stream_ended(self, outcome: StreamOutcome) -> None:
+        """A stream ended (completed, failed, timed out, or its client went away)."""
+        used = outcome.usage or await self._counted(outcome.relayed_text)
+        if outcome.status != "completed":
+            logger.info(
+                "stream %s after %d events: %d tokens charged (%s)",
+                outcome.status,
+                outcome.events,
+                used.total_tokens,
+                used.source,
+            )
+        await self._settle(used)
+
+    async def abandoned(self) -> None:
+        """The request ended before the upstream produced anything (refused, failed, or any error between
+        authentication and the response): nothing was used; the reservation, if any, is released."""
+        await self._settle(None)
+
+    async def _counted(self, relayed_text: Iterable[str]) -> TokenUsage:
+        """What to charge when Azure's usage never came."""
+        completion = await counted_completion(self.model, relayed_text) if self.model else 0
+        if self.reservation is not None and hides_reasoning(self.model):
+            completion = max(completion, self.reservation.tokens - self.prompt_tokens)
+        return TokenUsage(self.prompt_tokens, completion, "counted")
+
+    async def _settle(self, used: TokenUsage | None) -> None:
+        if self.settled:
+            logger.debug("request of workspace %s already settled", self.caller.workspace_id)
+            return
+        self.settled = True
+        self.charged = used
+        observed = observability.current()  # observability: the tokens of the metrics line and the trace
+        if self.reservation is not None:
+            observed.settled(
+                used.prompt_tokens if used else 0,
+                used.completion_tokens if used else 0,
+                counted=used is not None and used.source != "azure",
+            )
+        began = time.perf_counter()
+        writes: list[Awaitable[None]] = []
+        touch = self._authenticator.record_use(self.caller)
+        if touch is not None:
+            writes.append(touch)
+        if self.reservation is not None:
+            writes.append(self._limiter.reconcile(self.reservation, used.total_tokens if used else 0))
+            if used is not None and self._ledger is not None:
+                writes.append(self._ledger.record(self.caller.workspace_id, self.day, self.model, used))
+        if writes:
+            # Each write is shielded and logs its own failure; shield the gather too, so a cancelled
+            # caller still waits for nothing less than all of them.
+            await asyncio.shield(asyncio.gather(*writes))
+        observed.step("settle", began)

@@ -1,0 +1,140 @@
+"""The request path's own DynamoDB client (stores/aws.py on httpx, no boto3) on dynalite: the limiter stays
+exact under concurrency, admission is one HTTP request, usage adds up, and failures are 503s."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+
+from chatgate.auth import new_key
+from chatgate.errors import RateLimitExceeded, ServiceUnavailable
+from chatgate.ratelimit import Limits, RateLimiter, Reservation
+from chatgate.stores.aws import DYNAMODB, AwsJsonClient, Credentials, aws_http_client
+from chatgate.stores.keys_dynamodb import DynamoDBKeyStore
+from chatgate.stores.ratelimit_dynamodb import DynamoDBCounterStore
+from chatgate.stores.usage_dynamodb import DynamoDBUsageStore
+from chatgate.tokens import TokenUsage
+from chatgate.usage import UsageLedger
+from tests.support import dynalite as dl
+
+T0 = 1_700_000_040.0
+
+
+@pytest.fixture
+def rl_table(endpoint: str) -> str:
+    return dl.create_rate_limit_table(dl.client(endpoint), f"rl-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+async def connect(endpoint: str) -> AsyncIterator[Callable[..., AwsJsonClient]]:
+    """AwsJsonClients on dynalite, one connection pool each (like separate function instances)."""
+    pools: list[httpx.AsyncClient] = []
+
+    def make(url: str = endpoint, **hooks: list[object]) -> AwsJsonClient:
+        http = aws_http_client()
+        http.event_hooks = hooks or {"request": [], "response": []}  # type: ignore[assignment]
+        pools.append(http)
+        return AwsJsonClient(
+            DYNAMODB, http, region="eu-central-1", endpoint=url, credentials=Credentials("local", "local")
+        )
+
+    yield make
+    for pool in pools:
+        await pool.aclose()
+
+
+async def test_40_simultaneous_reservations_from_4_instances_admit_exactly_5(
+    connect: Callable[..., AwsJsonClient], rl_table: str
+) -> None:
+    limiters = [
+        RateLimiter(DynamoDBCounterStore(connect(), rl_table), window_seconds=60, clock=lambda: T0)
+        for _ in range(4)
+    ]
+
+    async def attempt(i: int) -> Reservation | RateLimitExceeded:
+        try:
+            return await limiters[i % 4].reserve("acme", "gpt-4o", 20, Limits(requests=5, tokens=10**6))
+        except RateLimitExceeded as exc:
+            return exc
+
+    results = await asyncio.gather(*(attempt(i) for i in range(40)))
+    admitted = [r for r in results if isinstance(r, Reservation)]
+    refused = [r for r in results if isinstance(r, RateLimitExceeded)]
+    assert len(admitted) == 5 and len(refused) == 35
+    remaining = sorted(int(r.headers()["x-ratelimit-remaining-requests"]) for r in admitted)
+    assert remaining == [0, 1, 2, 3, 4]  # each admission saw a distinct count
+    assert {r.error_type for r in refused} == {"requests"}
+
+
+async def test_admission_is_one_request_and_a_refusal_reads_once_at_most(
+    connect: Callable[..., AwsJsonClient], rl_table: str
+) -> None:
+    targets: list[str] = []
+
+    async def record(request: httpx.Request) -> None:
+        targets.append(request.headers["x-amz-target"].split(".")[-1])
+
+    limiter = RateLimiter(
+        DynamoDBCounterStore(connect(request=[record]), rl_table), window_seconds=60, clock=lambda: T0
+    )
+    reservation = await limiter.reserve("acme", "gpt-4o", 300, Limits(requests=10, tokens=500))
+    assert targets == ["UpdateItem"]
+    await limiter.reconcile(reservation, 120)
+    assert targets == ["UpdateItem", "UpdateItem"]
+    with pytest.raises(RateLimitExceeded) as refused:
+        await limiter.reserve("acme", "gpt-4o", 400, Limits(requests=10, tokens=500))
+    assert refused.value.error_type == "tokens" and "Used 120" in refused.value.message
+    assert targets[2] == "UpdateItem" and len(targets) <= 4  # dynalite returns no ALL_OLD: one GetItem
+
+
+async def test_concurrent_usage_adds_from_four_instances_lose_nothing(
+    connect: Callable[..., AwsJsonClient], endpoint: str, table: str
+) -> None:
+    ledgers = [UsageLedger(DynamoDBUsageStore(connect(), table)) for _ in range(4)]
+    rng = random.Random(11)
+    usages = [TokenUsage(rng.randint(1, 5000), rng.randint(0, 2000), "azure") for _ in range(120)]
+    await asyncio.gather(
+        *(ledgers[i % 4].record("acme", "2025-03-01", "gpt-4o", u) for i, u in enumerate(usages))
+    )
+    for ledger in ledgers:
+        await ledger.drain()
+    [record] = DynamoDBUsageStore(dl.client(endpoint), table).list("acme", "2025-03-01", "2025-03-01")
+    assert record.requests == 120
+    assert record.prompt_tokens == sum(u.prompt_tokens for u in usages)
+    assert record.completion_tokens == sum(u.completion_tokens for u in usages)
+
+
+async def test_keys_are_read_and_touched_conditionally(
+    connect: Callable[..., AwsJsonClient], endpoint: str, table: str
+) -> None:
+    _key, key_id, key_hash = new_key()
+    DynamoDBKeyStore(dl.client(endpoint), table).create(
+        key_id=key_id, key_hash=key_hash, workspace_id="acme", name="ci"
+    )
+    store = DynamoDBKeyStore(connect(), table)
+    found = await store.get(key_id)
+    assert found is not None and found.workspace_id == "acme" and found.key_hash == key_hash
+    assert await store.get("0123456789abcdef") is None
+    writes = await asyncio.gather(
+        *(store.touch(key_id, 1_700_000_000, older_than=1_699_999_700) for _ in range(8))
+    )
+    assert writes.count(True) == 1
+    assert await store.touch("0123456789abcdef", 1_700_000_000, older_than=1) is False  # never recreated
+
+
+async def test_a_missing_table_or_an_unreachable_store_is_a_503(
+    connect: Callable[..., AwsJsonClient],
+) -> None:
+    limits = Limits(requests=10, tokens=1000)
+    for client in (connect(), connect("http://127.0.0.1:9")):
+        limiter = RateLimiter(DynamoDBCounterStore(client, "no-such-table"), clock=lambda: T0)
+        with pytest.raises(ServiceUnavailable) as info:
+            await limiter.reserve("acme", "gpt-4o", 10, limits)
+        assert info.value.status_code == 503
+        with pytest.raises(ServiceUnavailable):
+            await DynamoDBKeyStore(client, "no-such-table").get("0123456789abcdef")
