@@ -105,7 +105,10 @@ def seed_stack(settings: Settings, emulators: dict[str, RunningEmulator]) -> Non
 def settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
     """Default settings with the short caches tests want; override with monkeypatch.setenv before use."""
     monkeypatch.setenv("CHATGATE_KEY_CACHE_SECONDS", "0")
+    monkeypatch.setenv("CHATGATE_KEY_NEGATIVE_CACHE_SECONDS", "0")
     monkeypatch.setenv("CHATGATE_SECRET_MAX_AGE_SECONDS", "0")
+    # As `chatgate dev` does: bring-your-own-keys workspaces may point at the loopback Azure emulators.
+    monkeypatch.setenv("CHATGATE_BYOK_ALLOW_HTTP_LOOPBACK", "true")
     return Settings()
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from chatgate.auth import ApiKey, Authenticator, hash_key, new_key
+from chatgate.ownership import MemoryOwnershipStore, ResponseOwnership
 from chatgate.ratelimit import AddResult, Counts, Limits, RateLimiter
 from chatgate.settings import Settings
 from chatgate.tokens import TokenUsage
@@ -165,4 +166,5 @@ def memory_services(
         usage=UsageLedger(MemoryUsage()),
         azure=AzureOpenAI(http),
         http=http,
+        ownership=ResponseOwnership(MemoryOwnershipStore()),
     )

@@ -5,6 +5,12 @@ hash is safe; there is nothing to brute-force). The key id is the lookup key, so
 GetItem, and a warm instance answers from a small in-memory cache: revoking a key takes effect within
 `CHATGATE_KEY_CACHE_SECONDS` (30 s by default) on every instance.
 
+Unknown key ids are cached too, briefly (`CHATGATE_KEY_NEGATIVE_CACHE_SECONDS`, 5 s by default; at most
+10,000 ids, least recently seen dropped first), and concurrent lookups of one id share one read: a client
+hammering with a wrong, deleted or made-up key costs one GetItem per id per instance per 5 s, not one per
+request. A key created after its id was looked up works within those 5 s (ids are random, so in practice a
+new key's id was never looked up and it works at once). A store failure is never cached: it is a 503.
+
 A key's last use is recorded cheaply: at most once per key per `CHATGATE_KEY_LAST_USED_INTERVAL_SECONDS`
 (5 minutes by default) per instance, skipped when the stored record already shows a use that recent, and
 written when the request is settled (chatgate.settlement: concurrently with its other writes, before its
@@ -14,6 +20,7 @@ response ends, never on the path to the first byte) with a conditional UpdateIte
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -125,6 +132,7 @@ class Authenticator:
         store: KeyStore,
         *,
         cache_seconds: float = 30.0,
+        negative_cache_seconds: float = 5.0,
         last_used_interval: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -135,6 +143,10 @@ class Authenticator:
         self._clock = clock
         self._wall_clock = wall_clock
         self._cache: OrderedDict[str, tuple[float, ApiKey]] = OrderedDict()
+        self._negative_seconds = negative_cache_seconds
+        # key id -> when the store last said it has no such key (monotonic clock)
+        self._unknown: OrderedDict[str, float] = OrderedDict()
+        self._inflight: dict[str, asyncio.Future[ApiKey | None]] = {}
         # key id -> the latest use this instance knows is recorded (wall clock seconds)
         self._recorded_use: OrderedDict[str, float] = OrderedDict()
         self._writes = BackgroundWrites()
@@ -186,10 +198,30 @@ class Authenticator:
         cached = self._cache.get(key_id)
         if cached is not None and now - cached[0] < self._cache_seconds:
             return cached[1]
-        record = await self._store.get(key_id)
+        missing_since = self._unknown.get(key_id)
+        if missing_since is not None and now - missing_since < self._negative_seconds:
+            return None
+        read = self._inflight.get(key_id)
+        if read is None:  # the first request for this id reads it; concurrent ones share that read
+            read = self._inflight[key_id] = asyncio.ensure_future(self._store.get(key_id))
+            read.add_done_callback(lambda done: self._read_done(key_id, done))
+        record = await asyncio.shield(read)  # a cancelled caller does not cancel the others' read
+        return self._remember(key_id, now, record)
+
+    def _read_done(self, key_id: str, read: asyncio.Future[ApiKey | None]) -> None:
+        self._inflight.pop(key_id, None)
+        if not read.cancelled():
+            read.exception()  # marks a failure as seen even if every caller went away
+
+    def _remember(self, key_id: str, now: float, record: ApiKey | None) -> ApiKey | None:
         if record is None:
             self._cache.pop(key_id, None)
+            self._unknown[key_id] = now
+            self._unknown.move_to_end(key_id)
+            while len(self._unknown) > _CACHE_MAX_ENTRIES:
+                self._unknown.popitem(last=False)
             return None
+        self._unknown.pop(key_id, None)
         self._cache[key_id] = (now, record)
         self._cache.move_to_end(key_id)
         while len(self._cache) > _CACHE_MAX_ENTRIES:

@@ -46,10 +46,10 @@ async def run(
 ) -> Response:
     """Serve one authenticated request of `api` in `region`."""
     settings = services.settings
+    observed = observability.observation_of(request.scope)  # facts for metrics, server-timing, trace
+    observed.step("authenticate", observed.started)
     settlement = settlement_for(caller, services)
     headers: dict[str, str] = {}
-    observed = observability.current()  # observability: facts for metrics, server-timing, the trace
-    observed.step("authenticate", observed.started)  # region + key (the route's dependencies)
     try:
         began = time.perf_counter()
         raw = await read_body(request, settings.max_body_bytes)

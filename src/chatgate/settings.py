@@ -7,6 +7,7 @@ from functools import cached_property
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEFAULT_BYOK_ENDPOINT_SUFFIXES = ".openai.azure.com,.cognitiveservices.azure.com,.services.ai.azure.com"
 DEFAULT_MODELS = "gpt-4.1,gpt-4.1-nano,o4-mini,o3-mini,o1-preview,gpt-4o,gpt-4o-mini,gpt-4,gpt-35-turbo"
 KNOWN_REGIONS = ("eu", "us")
 
@@ -39,6 +40,8 @@ class Settings(BaseSettings):
 
     # Caches: how stale a warm instance may be.
     key_cache_seconds: float = Field(30.0, ge=0)
+    # Unknown key ids are remembered this long (a flood of one wrong key costs one read per instance).
+    key_negative_cache_seconds: float = Field(5.0, ge=0)
     # A key's last-used time is written at most once per this interval (per key and instance).
     key_last_used_interval_seconds: float = Field(300.0, ge=0)
     secret_max_age_seconds: int = Field(60, ge=0)
@@ -55,6 +58,10 @@ class Settings(BaseSettings):
     stream_max_seconds: float = Field(870.0, gt=0)
     # On SIGTERM: how long requests in flight (and their settlements) may take before the process exits.
     shutdown_grace_seconds: float = Field(10.0, ge=0)
+    # Hosts a bring-your-own-keys endpoint may use (https only), checked on every request. Unset: Azure's
+    # suffixes; then `chatgate dev` also allows plain-http loopback endpoints (byok_allow_http_loopback).
+    byok_endpoint_suffixes_csv: str | None = Field(None, validation_alias="CHATGATE_BYOK_ENDPOINT_SUFFIXES")
+    byok_allow_http_loopback: bool = False
 
     log_level: str = "INFO"
 
@@ -71,6 +78,12 @@ class Settings(BaseSettings):
     @cached_property
     def models(self) -> tuple[str, ...]:
         return _split(self.models_csv)
+
+    @cached_property
+    def byok_endpoint_suffixes(self) -> tuple[str, ...]:
+        """The configured host suffixes, each with a leading dot ("azure.com" never matches "xazure.com")."""
+        configured = _split(self.byok_endpoint_suffixes_csv or DEFAULT_BYOK_ENDPOINT_SUFFIXES)
+        return tuple(s.lower() if s.startswith(".") else f".{s.lower()}" for s in configured)
 
     def upstream_secret_name(self, region: str) -> str:
         """The stack's Azure upstream for one region: {endpoint, api_key, api_version, deployments}."""

@@ -72,7 +72,7 @@ async def counted_completion(model: str, text: Iterable[str]) -> int:
     joined = "".join(text)
     if not joined:
         return 0
-    encoding = tokens.encoding_for(model)
+    encoding = await tokens.encoding_for_async(model)
     if len(joined) <= _INLINE_COUNT_CHARS:
         return tokens.count_text(encoding, joined)
     return await asyncio.to_thread(tokens.count_text, encoding, joined)
@@ -143,14 +143,10 @@ class Settlement:
             return
         self.settled = True
         self.charged = used
-        observed = observability.current()  # observability: the tokens of the metrics line and the trace
-        if self.reservation is not None:
-            observed.settled(
-                used.prompt_tokens if used else 0,
-                used.completion_tokens if used else 0,
-                counted=used is not None and used.source != "azure",
-            )
         began = time.perf_counter()
+        observed = observability.current()  # the tokens of the metrics line and the trace
+        if used is not None:
+            observed.settled(used.prompt_tokens, used.completion_tokens, counted=used.source != "azure")
         writes: list[Awaitable[None]] = []
         touch = self._authenticator.record_use(self.caller)
         if touch is not None:

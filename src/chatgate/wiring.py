@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 import httpx
 
 from chatgate.auth import Authenticator
+from chatgate.ownership import ResponseOwnership
 from chatgate.ratelimit import Limits, RateLimiter
 from chatgate.settings import Settings
 from chatgate.upstream.azure import AzureOpenAI
-from chatgate.upstream.config import UpstreamDirectory
+from chatgate.upstream.config import UpstreamDirectory, byok_endpoint_policy
 from chatgate.usage import UsageLedger
 from chatgate.workspaces import WorkspaceDirectory
 
@@ -43,6 +44,7 @@ class Services:
     usage: UsageLedger
     azure: AzureOpenAI
     http: httpx.AsyncClient
+    ownership: ResponseOwnership  # who owns each stored Responses API response
     aws_http: httpx.AsyncClient | None = None
 
     async def drain(self) -> None:
@@ -112,15 +114,15 @@ def http_client(settings: Settings, verify: ssl.SSLContext | bool = True) -> htt
 
 
 def build_services(settings: Settings) -> Services:
-    from chatgate import tokens
     from chatgate.stores.aws import DYNAMODB, SECRETS_MANAGER, AwsJsonClient, aws_http_client
     from chatgate.stores.keys_dynamodb import DynamoDBKeyStore
+    from chatgate.stores.ownership_dynamodb import DynamoDBOwnershipStore
     from chatgate.stores.ratelimit_dynamodb import DynamoDBCounterStore
     from chatgate.stores.secrets import SecretsManagerSource, secret_reader
     from chatgate.stores.usage_dynamodb import DynamoDBUsageStore
     from chatgate.stores.workspaces_dynamodb import DynamoDBWorkspaceStore
 
-    tokens.preload(settings.models)  # the tokenizers load once per cold start, never on a request
+    # No tokenizer is loaded here: each family loads on its first request (tokens.encoding_for_async).
     # One TLS context (CA bundle loaded once) for both pools: each httpx client would otherwise build its own.
     tls = httpx.create_ssl_context()
     aws_http = aws_http_client(verify=tls)
@@ -135,6 +137,7 @@ def build_services(settings: Settings) -> Services:
         authenticator=Authenticator(
             DynamoDBKeyStore(dynamodb, settings.table_name),
             cache_seconds=settings.key_cache_seconds,
+            negative_cache_seconds=settings.key_negative_cache_seconds,
             last_used_interval=settings.key_last_used_interval_seconds,
         ),
         upstreams=UpstreamDirectory(
@@ -142,6 +145,7 @@ def build_services(settings: Settings) -> Services:
             models=settings.models,
             secret_name=settings.upstream_secret_name,
             byok_secret_name=settings.byok_secret_name,
+            byok_endpoints=byok_endpoint_policy(settings),
         ),
         workspaces=WorkspaceDirectory(
             DynamoDBWorkspaceStore(dynamodb, settings.table_name),
@@ -155,4 +159,5 @@ def build_services(settings: Settings) -> Services:
         azure=AzureOpenAI(http),
         http=http,
         aws_http=aws_http,
+        ownership=ResponseOwnership(DynamoDBOwnershipStore(dynamodb, settings.table_name)),
     )

@@ -83,8 +83,9 @@ def test_a_byok_workspace_is_served_by_its_own_resource_and_never_the_shared_one
     assert completion.model == "gpt-4o-2024-08-06"  # what the workspace's deployment runs
     assert chunks[-1].model == "gpt-4o-2024-08-06-ft-acme"
     first, second = own.state.requests
-    assert first.path == "/openai/deployments/prod-gpt4o/chat/completions"
-    assert second.path == "/openai/deployments/acme-ft/chat/completions"
+    # Azure's v1 surface (the default): the deployment is named in the body.
+    assert first.path == second.path == "/openai/v1/chat/completions"
+    assert (first.body["model"], second.body["model"]) == ("prod-gpt4o", "acme-ft")
     assert first.headers["api-key"] == OWN_KEY and "authorization" not in first.headers
     assert stack.upstream("eu").requests == [] and stack.upstream("us").requests == []
 
@@ -152,8 +153,32 @@ def test_without_deployments_it_gets_the_stacks_models_on_same_named_deployments
         assert [m.id for m in acme.models.list()] == list(stack.settings.models)
         acme.chat.completions.create(model="o4-mini", messages=HI)
         [sent] = own_all.state.requests
-        assert sent.path == "/openai/deployments/o4-mini/chat/completions"
+        # No --api-version: Azure's v1 surface, which serves every model (reasoning ones included).
+        assert sent.path == "/openai/v1/chat/completions" and sent.query == {}
+        assert sent.body["model"] == "o4-mini"
     assert stack.upstream("eu").requests == []
+
+
+def test_a_dated_api_version_can_be_chosen(
+    gateway: str, stack: Stack, own: RunningEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["workspaces", "byok", "set", "--workspace", "acme", "--region", "eu", "--endpoint", own.url]
+    code, out, err = cli(
+        capsys,
+        *argv,
+        "--api-key-stdin",
+        "--api-version",
+        "2025-01-01-preview",
+        "--deployment",
+        "gpt-4o=prod-gpt4o",
+        stdin=OWN_KEY + "\n",
+    )
+    assert code == 0, err
+    assert "api version: 2025-01-01-preview" in out
+    sdk(gateway, stack.create_key("acme")).chat.completions.create(model="gpt-4o", messages=HI)
+    [sent] = own.state.requests
+    assert sent.path == "/openai/deployments/prod-gpt4o/chat/completions"
+    assert sent.query == {"api-version": "2025-01-01-preview"}
 
 
 def test_show_and_remove(
@@ -232,7 +257,7 @@ def test_an_unusable_byok_secret_is_a_502_never_the_shared_resource(gateway: str
 @pytest.mark.parametrize(
     ("argv", "stdin", "message"),
     [
-        (["--endpoint", "http://acme.openai.azure.com"], "k", "must be an https:// URL"),
+        (["--endpoint", "http://acme.openai.azure.com"], "k", "not an https:// URL"),
         (["--endpoint", "https://acme.openai.azure.com?x=1"], "k", "base URL"),
         (["--endpoint", "https://a.openai.azure.com"], "", "no API key on standard input"),
         (["--endpoint", "https://a.openai.azure.com"], "two words", "single line"),
@@ -243,6 +268,7 @@ def test_an_unusable_byok_secret_is_a_502_never_the_shared_resource(gateway: str
             "two deployments",
         ),
         (["--endpoint", "https://a.openai.azure.com", "--workspace", "my team"], "k", "cannot have"),
+        (["--endpoint", "https://a.openai.azure.com", "--api-version", "latest"], "k", "api_version must be"),
     ],
 )
 def test_set_refuses_what_cannot_work(

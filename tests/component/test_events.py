@@ -29,6 +29,8 @@ EXPECTED: dict[str, tuple[int, str | None]] = {
     "chat_completions_content_filter.json": (400, "content_filter"),
     "chat_completions_rate_limited.json": (429, "rate_limit_exceeded"),
     "models_list.json": (200, None),
+    "responses_success.json": (200, None),
+    "responses_stream.json": (200, None),
 }
 # Scenarios that need state first: the workspace has already used its budget.
 BUDGET_USED = {"chat_completions_rate_limited.json"}
@@ -70,16 +72,22 @@ def test_event_through_the_lambda_handler(stack: Stack, name: str) -> None:
     headers = {k.lower(): v for k, v in result["headers"].items()}
     assert headers["x-request-id"] == event["requestContext"]["requestId"]  # API Gateway's request id
     if code is None:
-        if "stream" in name:
+        if name == "responses_stream.json":
+            assert headers["content-type"].startswith("text/event-stream")
+            last = result["body"].rstrip().split("\n\n")[-1]
+            assert last.startswith("event: response.completed\ndata: ")
+        elif "stream" in name:
             assert headers["content-type"].startswith("text/event-stream")
             assert result["body"].rstrip().endswith("data: [DONE]")
         elif name.startswith("models"):
             assert json.loads(result["body"])["object"] == "list"
+        elif name.startswith("responses"):
+            assert json.loads(result["body"])["object"] == "response"
         else:
             assert json.loads(result["body"])["object"] == "chat.completion"
     else:
         assert json.loads(result["body"])["error"]["code"] == code
-    if status in (200, 429) and name.startswith("chat_completions"):
+    if status in (200, 429) and name.startswith(("chat_completions", "responses")):
         assert headers["x-ratelimit-limit-requests"]
 
 

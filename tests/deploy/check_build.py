@@ -91,6 +91,10 @@ def check_layer(folder: Path, require_bytecode: bool) -> list[str]:
     errors += [
         f"tokenizer vocabulary missing from the layer: {v}" for v in VOCABULARIES if not (data / v).exists()
     ]
+    if not list((site / "tiktoken").glob("_tiktoken*.so")):
+        errors.append(
+            "tokenizer missing from the layer: tiktoken's native extension (tiktoken/_tiktoken*.so)"
+        )
     if (site / "bin").exists():
         errors.append("layer holds bin/ console scripts with this machine's interpreter path")
     native = [p for p in site.rglob("*.so*") if p.is_file()]

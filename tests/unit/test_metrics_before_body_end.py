@@ -65,7 +65,7 @@ async def call(app: Any, body: dict[str, Any], key: str, out: io.StringIO) -> li
         if messages:
             return messages.pop(0)
         await asyncio.Event().wait()  # the client stays until the response ends
-        raise AssertionError("unreachable")
+        return {"type": "http.disconnect"}
 
     async def send(message: dict[str, Any]) -> None:
         seen.append((message["type"], bool(message.get("more_body")), len(emf_records(out.getvalue()))))

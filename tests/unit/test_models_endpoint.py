@@ -11,7 +11,11 @@ import pytest
 from chatgate.app import create_app
 from tests.fakes import fake_services
 
-OWN = {"endpoint": "https://acme.azure.test", "api_key": "k", "deployments": {"gpt-4o": "d", "acme-ft": "f"}}
+OWN = {
+    "endpoint": "https://acme.openai.azure.com",
+    "api_key": "k",
+    "deployments": {"gpt-4o": "d", "acme-ft": "f"},
+}
 
 
 @pytest.fixture

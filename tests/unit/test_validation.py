@@ -63,7 +63,7 @@ def rejected(value: Any) -> InvalidRequest:
         ({"tools": []}, "tools"),
         ({"tools": TOOLS * 129}, "tools"),
         ({"tools": [{"type": "function", "function": {}}]}, "tools[0].function.name"),
-        ({"tools": [{"type": "retrieval"}]}, "tools[0].type"),
+        ({"tools": [{"type": 7}]}, "tools[0].type"),
         ({"tool_choice": "sometimes", "tools": TOOLS}, "tool_choice"),
         ({"tool_choice": "required"}, "tool_choice"),
         ({"tool_choice": {"type": "function", "function": {"name": "other"}}, "tools": TOOLS}, "tool_choice"),
@@ -101,7 +101,7 @@ def test_each_rule_rejects_with_the_param_named(extra: dict[str, Any], param: st
         ({"model": "gpt-4o", "messages": []}, "messages"),
         ({"model": "gpt-4o", "messages": "hi"}, "messages"),
         ({"model": "gpt-4o", "messages": [{"content": "hi"}]}, "messages[0].role"),
-        ({"model": "gpt-4o", "messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role"),
+        ({"model": "gpt-4o", "messages": [{"role": 1, "content": "hi"}]}, "messages[0].role"),
         ({"model": "gpt-4o", "messages": ["hi"]}, "messages[0]"),
         ({"model": "gpt-4o", "messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
         ({"model": 4, "messages": MESSAGES}, "model"),
@@ -255,3 +255,114 @@ def test_any_bytes_parse_or_are_a_400(raw: bytes) -> None:
         parse_body(raw)
     except InvalidRequest as error:
         assert error.status_code == 400
+
+
+# --- text that cannot be encoded --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "param"),
+    [
+        (b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "\\udc80"}]}', "messages[0].content"),
+        (b'{"model": "gpt-4o", "user": "a\\uD800b"}', "user"),
+        (b'{"model": "gpt-4o", "metadata": {"\\udfff": "x"}}', "metadata"),
+        (b'["\\ud83d"]', "[0]"),  # the high half of a pair, alone
+    ],
+)
+def test_a_lone_surrogate_is_a_400_naming_where(raw: bytes, param: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_body(raw)
+    assert caught.value.status_code == 400
+    assert caught.value.code == "invalid_encoding"
+    assert caught.value.param == param
+    json.dumps(caught.value.to_dict()).encode("utf-8")  # the error itself is encodable
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"content": "\xff"}',
+        b'{"content": "\xed\xb2\x80"}',  # a surrogate encoded as UTF-8 (CESU): not UTF-8
+        b'{"content": "\xc3"}',  # truncated sequence
+        b'{"content": "\xc0\xaf"}',  # overlong encoding
+        "{}".encode("utf-16"),
+    ],
+)
+def test_invalid_utf8_anywhere_is_a_400(raw: bytes) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_body(raw)
+    assert caught.value.code == "invalid_json"
+
+
+def test_surrogate_pairs_and_escaped_backslashes_are_fine() -> None:
+    assert parse_body(b'{"content": "\\ud83d\\ude00"}') == {"content": "\U0001f600"}
+    assert parse_body(b'{"content": "\\\\ud800"}') == {"content": "\\ud800"}
+
+
+# --- values from growing sets are checked for type only -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"reasoning_effort": "none"},
+        {"reasoning_effort": "xhigh"},
+        {"reasoning_effort": "minimal"},
+        {"verbosity": "low"},
+        {"verbosity": "max"},
+        {"modalities": ["text", "audio"]},
+        {"modalities": ["video"]},
+        {"messages": [{"role": "developer", "content": "be brief"}, *MESSAGES]},
+        {"messages": [{"role": "critic", "content": "hi"}]},
+        {"tools": [*TOOLS, {"type": "custom", "custom": {"name": "grammar"}}]},
+        {"tools": [*TOOLS, {"type": "web_search"}]},
+        {"tools": TOOLS, "tool_choice": {"type": "custom", "custom": {"name": "grammar"}}}
+        | {"tools": [*TOOLS, {"type": "custom", "custom": {"name": "grammar"}}]},
+        {
+            "tools": TOOLS,
+            "tool_choice": {
+                "type": "allowed_tools",
+                "allowed_tools": {
+                    "mode": "required",
+                    "tools": [{"type": "function", "function": {"name": "lookup"}}],
+                },
+            },
+        },
+        {
+            "tools": TOOLS,
+            "tool_choice": {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": []}},
+        },
+        {"tools": TOOLS, "tool_choice": {"type": "a_kind_added_later", "detail": 1}},
+    ],
+)
+def test_values_openai_accepts_are_accepted(extra: dict[str, Any]) -> None:
+    validate_chat_request(body(**extra))
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"reasoning_effort": 3}, "reasoning_effort"),
+        ({"verbosity": ["low"]}, "verbosity"),
+        ({"modalities": "text"}, "modalities"),
+        ({"modalities": [1]}, "modalities[0]"),
+        ({"tool_choice": {"type": "allowed_tools"}}, "tool_choice.allowed_tools"),
+        (
+            {"tool_choice": {"type": "allowed_tools", "allowed_tools": {"tools": []}}},
+            "tool_choice.allowed_tools.mode",
+        ),
+        (
+            {"tool_choice": {"type": "allowed_tools", "allowed_tools": {"mode": 1, "tools": []}}},
+            "tool_choice.allowed_tools.mode",
+        ),
+        (
+            {"tool_choice": {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": ["x"]}}},
+            "tool_choice.allowed_tools.tools[0]",
+        ),
+        ({"tool_choice": {"function": {"name": "lookup"}}}, "tool_choice.type"),
+        ({"tool_choice": {"type": 5}}, "tool_choice.type"),
+        ({"tool_choice": "sometimes"}, "tool_choice"),
+    ],
+)
+def test_growing_sets_still_check_types_and_shapes(extra: dict[str, Any], param: str) -> None:
+    assert rejected(body(**extra)).param == param

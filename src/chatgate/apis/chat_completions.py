@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import replace
@@ -30,8 +29,6 @@ if TYPE_CHECKING:
     from chatgate.upstream.config import UpstreamTarget
 
 DONE = b"data: [DONE]\n\n"
-# Prompts of bodies larger than this are counted in a worker thread so the event loop keeps serving others.
-_INLINE_COUNT_BYTES = 16_384
 # Azure error codes mid-stream whose message is about the request, not about chatgate or Azure's insides.
 _PASSED_ON_CODES = frozenset(
     {"content_filter", "context_length_exceeded", "rate_limit_exceeded", "invalid_prompt", "server_error"}
@@ -129,9 +126,7 @@ class ChatCompletionsApi:
         return replace(validate_chat_request(parse_body(raw)), body_size=len(raw))
 
     async def prompt_tokens(self, request: ChatRequest) -> int:
-        if request.body_size <= _INLINE_COUNT_BYTES:
-            return tokens.count_prompt_tokens(request.model, request.forward)
-        return await asyncio.to_thread(tokens.count_prompt_tokens, request.model, request.forward)
+        return await tokens.count_prompt_tokens_async(request.model, request.forward, request.body_size)
 
     async def complete(self, azure: AzureOpenAI, target: UpstreamTarget, request: ChatRequest) -> Answer:
         completion = await azure.complete(target, request.upstream_body())

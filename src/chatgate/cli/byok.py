@@ -1,7 +1,7 @@
 """`chatgate workspaces byok set | show | remove`: a workspace's own Azure OpenAI resource, per region.
 
     chatgate workspaces byok set --workspace W --region eu --endpoint https://R.openai.azure.com \\
-        --api-key-stdin [--api-version V] [--deployment MODEL[=DEPLOYMENT] ...]  < key.txt
+        --api-key-stdin [--api-version v1|DATE[-preview]] [--deployment MODEL[=DEPLOYMENT] ...] < key.txt
 
 The API key is read from standard input (a prompt without echo on a terminal), never from the command line,
 and is never printed or logged. The models the workspace may use are the --deployment models; without any
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import ipaddress
+import os
 import re
 import sys
 from typing import TYPE_CHECKING
@@ -22,7 +23,14 @@ from urllib.parse import urlsplit
 
 from chatgate.cli.common import Commands, fail, runs, secretsmanager, when
 from chatgate.settings import KNOWN_REGIONS, Settings
-from chatgate.upstream.config import DEFAULT_API_VERSION, AzureResource, byok_capable
+from chatgate.upstream.config import (
+    DEFAULT_API_VERSION,
+    AzureResource,
+    EndpointPolicy,
+    byok_capable,
+    byok_endpoint_policy,
+    normalize_api_version,
+)
 
 if TYPE_CHECKING:
     from chatgate.stores.byok_secrets import ByokSecretStore
@@ -46,7 +54,12 @@ def register(workspace_commands: Commands) -> None:
     )
     # Recognised only to refuse it without echoing the value (argparse would print unknown arguments).
     set_.add_argument("--api-key", dest="api_key_argument", help=argparse.SUPPRESS)
-    set_.add_argument("--api-version", default=DEFAULT_API_VERSION)
+    set_.add_argument(
+        "--api-version",
+        default=DEFAULT_API_VERSION,
+        help="Azure's surface for chat completions: v1 (default; serves every model) or a dated version "
+        "such as 2025-04-01-preview (reasoning models need 2024-12-01-preview or later)",
+    )
     set_.add_argument(
         "--deployment",
         action="append",
@@ -90,19 +103,35 @@ def check_workspace(workspace: str) -> str:
     return workspace
 
 
-def check_endpoint(url: str) -> str:
-    """https, a host, nothing after the path; plain http only for a loopback emulator."""
-    parts = urlsplit(url.strip())
-    host = parts.hostname or ""
+def check_endpoint(url: str, settings: Settings | None = None) -> str:
+    """The check the gateway applies when it serves (upstream/config.py EndpointPolicy): https on an Azure
+    host (CHATGATE_BYOK_ENDPOINT_SUFFIXES). Plain-http loopback endpoints pass as they do in `chatgate dev`:
+    when the suffix variable is unset and the secret goes to a local emulator (a loopback AWS endpoint)."""
+    settings = settings or Settings()
+    endpoint = url.strip().rstrip("/")
+    local = settings.byok_endpoint_suffixes_csv is None and _local_secrets_manager()
+    policy = byok_endpoint_policy(settings)
+    if local and not policy.allow_http_loopback:
+        policy = EndpointPolicy(policy.suffixes, allow_http_loopback=True)
+    problem = policy.problem(endpoint)
+    if problem is not None:
+        fail(
+            f"--endpoint must be a base URL like https://NAME.openai.azure.com (got {url!r}: {problem})",
+            2,
+        )
+    return endpoint
+
+
+def _local_secrets_manager() -> bool:
+    """Whether boto3 writes the secret to an emulator on this machine (`chatgate dev`, tests)."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_SECRETS_MANAGER") or os.environ.get("AWS_ENDPOINT_URL")
+    host = urlsplit(endpoint).hostname if endpoint else None
+    if not host:
+        return False
     try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
-        loopback = False
-    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
-        fail(f"--endpoint must be an https:// URL (got {url!r})", 2)
-    if not host or parts.query or parts.fragment or parts.username or parts.password:
-        fail(f"--endpoint must be a base URL like https://NAME.openai.azure.com (got {url!r})", 2)
-    return url.strip().rstrip("/")
+        return False
 
 
 def parse_deployments(specs: list[str]) -> dict[str, str]:
@@ -158,10 +187,14 @@ def run_set(args: argparse.Namespace) -> int:
     if not args.api_key_stdin:
         fail("--api-key-stdin is required: pipe the Azure API key in on standard input", 2)
     workspace = check_workspace(args.workspace)
+    try:
+        api_version = normalize_api_version(args.api_version)
+    except ValueError as error:
+        fail(str(error), 2)
     resource = AzureResource(
         endpoint=check_endpoint(args.endpoint),
         api_key=read_api_key(),
-        api_version=args.api_version.strip() or DEFAULT_API_VERSION,
+        api_version=api_version,
         deployments=parse_deployments(args.deployment),
     )
     settings = Settings()

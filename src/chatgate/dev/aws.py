@@ -7,17 +7,21 @@ so it is safe against a long-lived emulator (or a real account) pointed to with 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from chatgate.settings import Settings
 from chatgate.stores import schema
+from chatgate.upstream.config import DEFAULT_API_VERSION
 
 if TYPE_CHECKING:
     from moto.server import ThreadedMotoServer
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
+
+logger = logging.getLogger(__name__)
 
 AWS_ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SECRETS_MANAGER")
 
@@ -55,10 +59,29 @@ def ensure_tables(client: DynamoDBClient, settings: Settings) -> None:
             continue
         client.create_table(**definition)
         client.get_waiter("table_exists").wait(TableName=name)
+        enable_ttl(client, name)
+
+
+def enable_ttl(client: DynamoDBClient, table: str) -> bool:
+    """Turn on expiry of the `ttl` attribute; True if done. Some AWS-compatible endpoints (dynalite) do not
+    implement UpdateTimeToLive: then warn and go on, since locally nothing depends on items expiring (the
+    rate-limit counters are keyed by window and read as zero once their window is over)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
         client.update_time_to_live(
-            TableName=name,
+            TableName=table,
             TimeToLiveSpecification={"Enabled": True, "AttributeName": schema.TTL_ATTRIBUTE},
         )
+    except (ClientError, BotoCoreError) as exc:
+        code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+        logger.warning(
+            "table %s: this DynamoDB endpoint did not enable TTL (%s); continuing without item expiry",
+            table,
+            code or type(exc).__name__,
+        )
+        return False
+    return True
 
 
 def put_secret(client: SecretsManagerClient, name: str, value: Mapping[str, Any]) -> None:
@@ -86,6 +109,6 @@ def upstreams_from_environment(
             found[region] = {
                 "endpoint": endpoint,
                 "api_key": get("AZURE_OPENAI_API_KEY") or "",
-                "api_version": get("AZURE_OPENAI_API_VERSION") or "2024-10-21",
+                "api_version": get("AZURE_OPENAI_API_VERSION") or DEFAULT_API_VERSION,
             }
     return found

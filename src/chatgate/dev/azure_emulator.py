@@ -1,14 +1,21 @@
 """A built-in Azure OpenAI emulator: the upstream of `chatgate dev` and of the test suite.
 
-It speaks the Azure OpenAI data-plane wire format (API version 2024-10-21): the same paths, auth header,
-error bodies, content-filter annotations, rate-limit headers and stream event order. Markers in the last
-user message provoke upstream behaviours:
+It speaks the Azure OpenAI data-plane wire format on both of Azure's surfaces: the same paths, auth
+headers, error bodies, content-filter annotations, rate-limit headers and stream event order.
+
+    dated  POST /openai/deployments/{d}/chat/completions?api-version=YYYY-MM-DD[-preview]   (api-key)
+    v1     POST /openai/v1/chat/completions, POST /openai/v1/responses, GET/DELETE
+           /openai/v1/responses/{id}, GET /openai/v1/responses/{id}/input_items
+           (no api-version; the deployment in `model`; api-key or Authorization: Bearer)
+
+Like Azure, reasoning deployments (o1*, o3*, o4*, gpt-5*) are refused on dated API versions older than
+2024-12-01-preview. Markers in the last user message provoke upstream behaviours (both APIs):
 
     [[content_filter]]         400 content_filter, as Azure rejects a prompt
     [[rate_limit]]             429 with retry-after: 7 / retry-after-ms: 7000
     [[server_error]]           500 InternalServerError
     [[slow:N]]                 wait N ms before answering (streams: before the status line)
-    [[stream_error_after:N]]   after N content chunks send an SSE error frame and end the stream
+    [[stream_error_after:N]]   after N content chunks send an SSE error frame (Responses: response.failed)
     [[stream_reset_after:N]]   after N content chunks drop the connection mid-body (no [DONE])
     [[words:N]]                reply with exactly N words
 
@@ -18,138 +25,65 @@ Start it with `start_emulator()` (tests, `chatgate dev`) or `python -m chatgate.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import json
 import logging
-import re
 import socket
 import threading
 import time
 import uuid
-from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatgate.dev import azure_emulator_wire as wire
-from chatgate.dev.azure_emulator_reply import (
-    count_prompt_tokens,
-    encoding_for,
-    plan_reply,
-    preload_encodings,
+from chatgate.dev.azure_emulator_chat import (
+    DATED_CHAT_COMPLETIONS_PATH,
+    V1_CHAT_COMPLETIONS_PATH,
+    dated_chat_completions,
+    v1_chat_completions,
+)
+from chatgate.dev.azure_emulator_http import error_response, record
+from chatgate.dev.azure_emulator_reply import count_prompt_tokens, preload_encodings
+from chatgate.dev.azure_emulator_responses import (
+    INPUT_ITEMS_PATH,
+    RESPONSE_PATH,
+    RESPONSES_PATH,
+    create_response,
+    list_input_items,
+    retrieve_response,
 )
 from chatgate.dev.azure_emulator_state import (
     KNOWN_MODEL_VERSIONS,
     EmulatorState,
     RecordedRequest,
+    StoredResponse,
     StreamEnd,
 )
-from chatgate.dev.azure_emulator_stream import EmulatedConnectionReset, EventStreamResponse, azure_stream
+from chatgate.dev.azure_emulator_stream import EmulatedConnectionReset
 
 __all__ = [
     "KNOWN_MODEL_VERSIONS",
     "EmulatorState",
     "RecordedRequest",
     "RunningEmulator",
+    "StoredResponse",
     "StreamEnd",
     "count_prompt_tokens",
     "create_emulator_app",
     "start_emulator",
 ]
 
-CHAT_COMPLETIONS_PATH = "/openai/deployments/{deployment}/chat/completions"
-_API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
-_DEFAULT_COMPLETION_ALLOWANCE = 4096
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-
-
-def _error_response(error: wire.AzureError) -> JSONResponse:
-    return JSONResponse(error.body, status_code=error.status, headers=error.headers)
-
-
-async def _record(request: Request) -> Any:
-    """Record the request in the emulator's state; returns the parsed JSON body (None if absent/bad)."""
-    state: EmulatorState = request.app.state.emulator
-    raw = await request.body()
-    body: Any = None
-    if raw:
-        with contextlib.suppress(ValueError):
-            body = json.loads(raw)
-    headers = {key.lower(): value for key, value in request.headers.items()}
-    state.record(RecordedRequest(request.method, request.url.path, dict(request.query_params), headers, body))
-    return body
-
-
-def _validate(body: Any) -> wire.AzureError | None:
-    """The few checks Azure makes before the model sees the request."""
-    if not isinstance(body, dict):
-        return wire.invalid_json()
-    messages = body.get("messages")
-    if messages is None:
-        return wire.invalid_request("'messages' is a required property", None)
-    if not isinstance(messages, list) or not messages:
-        return wire.invalid_request(
-            f"Invalid 'messages': expected a non-empty array, got {json.dumps(messages)}.", "messages"
-        )
-    return None
-
-
-async def chat_completions(request: Request) -> Response:
-    """POST /openai/deployments/{deployment}/chat/completions?api-version=..."""
-    state: EmulatorState = request.app.state.emulator
-    body = await _record(request)
-    api_version = request.query_params.get("api-version", "")
-    if request.method != "POST" or not _API_VERSION.match(api_version):
-        return _error_response(wire.resource_not_found())
-    if request.headers.get("api-key") != state.api_key:
-        return _error_response(wire.access_denied())
-    model = state.model_for(request.path_params["deployment"])
-    if model is None:
-        return _error_response(wire.deployment_not_found())
-    invalid = _validate(body)
-    if invalid is not None:
-        return _error_response(invalid)
-    plan = plan_reply(body, model=model, name=state.name, created=int(time.time()))
-    triggers = plan.triggers
-    error = None
-    if triggers.content_filter:
-        error = wire.content_filtered()
-    elif triggers.rate_limit:
-        error = wire.rate_limited(api_version)
-    elif triggers.server_error:
-        error = wire.server_error()
-    if error is None:
-        allowance = body.get("max_completion_tokens") or body.get("max_tokens")
-        state.consume(
-            plan.prompt_tokens + (allowance if isinstance(allowance, int) else plan.completion_tokens)
-        )
-    if plan.stream and error is None:
-        frames = azure_stream(
-            plan,
-            encoding_for(model),
-            first_chunk_delay_s=state.first_chunk_delay_s,
-            chunk_delay_s=state.chunk_delay_s,
-        )
-        return EventStreamResponse(
-            frames, start_delay_s=triggers.slow_ms / 1000, on_end=state.record_stream_end
-        )
-    if triggers.slow_ms:
-        await asyncio.sleep(triggers.slow_ms / 1000)
-    if error is not None:
-        return _error_response(error)
-    return JSONResponse(wire.completion(plan, encoding_for(model)))
 
 
 async def not_found(request: Request) -> Response:
     """Every other path: Azure's 404."""
-    await _record(request)
-    return _error_response(wire.resource_not_found())
+    await record(request)
+    return error_response(wire.resource_not_found())
 
 
 class AzureHeadersMiddleware:
@@ -200,7 +134,11 @@ def create_emulator_app(state: EmulatorState | None = None) -> Starlette:
         uvicorn_log.addFilter(_RESET_FILTER)
     app = Starlette(
         routes=[
-            Route(CHAT_COMPLETIONS_PATH, chat_completions, methods=_ALL_METHODS),
+            Route(DATED_CHAT_COMPLETIONS_PATH, dated_chat_completions, methods=_ALL_METHODS),
+            Route(V1_CHAT_COMPLETIONS_PATH, v1_chat_completions, methods=_ALL_METHODS),
+            Route(RESPONSES_PATH, create_response, methods=_ALL_METHODS),
+            Route(RESPONSE_PATH, retrieve_response, methods=_ALL_METHODS),
+            Route(INPUT_ITEMS_PATH, list_input_items, methods=_ALL_METHODS),
             Route("/{path:path}", not_found, methods=_ALL_METHODS),
         ]
     )

@@ -53,6 +53,16 @@ class RecordedRequest:
 
 
 @dataclass
+class StoredResponse:
+    """A response Azure keeps: the response object, its input items, and the whole conversation so far
+    (what a request naming it as `previous_response_id` continues)."""
+
+    response: dict[str, Any]
+    input_items: list[dict[str, Any]]
+    conversation: list[dict[str, Any]]
+
+
+@dataclass
 class EmulatorState:
     """Configuration and recordings of one emulator; safe to read from other threads."""
 
@@ -74,6 +84,8 @@ class EmulatorState:
         default_factory=threading.Condition, init=False, repr=False, compare=False
     )
     _usage: deque[tuple[float, int]] = field(default_factory=deque, init=False, repr=False, compare=False)
+    # Responses API: stored responses by id (`store` not false), as Azure keeps them for 30 days.
+    _responses: dict[str, StoredResponse] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def model_for(self, deployment: str) -> str | None:
         """The versioned model behind `deployment`, or None when no such deployment exists."""
@@ -99,6 +111,24 @@ class EmulatorState:
             else:
                 self.errored_streams += 1
             self._changed.notify_all()
+
+    def store_response(self, stored: StoredResponse) -> None:
+        """Keep a created response for GET, DELETE, input_items and `previous_response_id`."""
+        with self._changed:
+            self._responses[stored.response["id"]] = stored
+
+    def stored_response(self, response_id: str) -> StoredResponse | None:
+        with self._changed:
+            return self._responses.get(response_id)
+
+    def delete_response(self, response_id: str) -> bool:
+        """Forget a stored response; False when there was none."""
+        with self._changed:
+            return self._responses.pop(response_id, None) is not None
+
+    def stored_response_ids(self) -> list[str]:
+        with self._changed:
+            return list(self._responses)
 
     def consume(self, tokens: int) -> None:
         """Charge one request of `tokens` tokens to the rate-limit window."""
@@ -131,4 +161,5 @@ class EmulatorState:
             self.stream_cancelled.clear()
             self.stream_completed.clear()
             self._usage.clear()
+            self._responses.clear()
             self._changed.notify_all()

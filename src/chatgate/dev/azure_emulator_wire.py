@@ -1,4 +1,4 @@
-"""Azure OpenAI's wire format (data-plane API 2024-10-21): error bodies, completions, stream chunks."""
+"""Azure OpenAI's wire format (chat completions, both surfaces): error bodies, completions, stream chunks."""
 
 from __future__ import annotations
 
@@ -53,9 +53,9 @@ def invalid_json() -> AzureError:
     return AzureError(400, _invalid_request(message, None), {})
 
 
-def invalid_request(message: str, param: str | None) -> AzureError:
+def invalid_request(message: str, param: str | None, status: int = 400) -> AzureError:
     """A request OpenAI's validation rejects."""
-    return AzureError(400, _invalid_request(message, param), {})
+    return AzureError(status, _invalid_request(message, param), {})
 
 
 def _invalid_request(message: str, param: str | None) -> dict[str, Any]:
@@ -87,10 +87,17 @@ def content_filtered() -> AzureError:
     return AzureError(400, {"error": error}, {})
 
 
-def rate_limited(api_version: str, retry_after_s: int = 7) -> AzureError:
+def api_version_not_supported() -> AzureError:
+    """A dated api-version on the v1 surface."""
+    return AzureError(400, {"error": {"code": "BadRequest", "message": "API version not supported"}}, {})
+
+
+def rate_limited(
+    api_version: str, retry_after_s: int = 7, operation: str = "ChatCompletions_Create"
+) -> AzureError:
     """Azure's token-rate-limit 429 with its retry headers."""
     message = (
-        f"Requests to the ChatCompletions_Create Operation under Azure OpenAI API version {api_version} have "
+        f"Requests to the {operation} Operation under Azure OpenAI API version {api_version} have "
         "exceeded token rate limit of your current OpenAI S0 pricing tier. "
         f"Please retry after {retry_after_s} seconds."
     )

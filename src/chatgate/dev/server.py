@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chatgate.settings import Settings
+from chatgate.upstream.config import DEFAULT_API_VERSION
 
 DEMO_WORKSPACE = "demo"
 DEMO_BODY = json.dumps(
@@ -50,6 +51,8 @@ def prepare(environ: Mapping[str, str] | None = None, *, settings: Settings | No
 
     environ = os.environ if environ is None else environ
     settings = settings or Settings()
+    if settings.byok_endpoint_suffixes_csv is None:  # contract: dev also allows http loopback BYOK endpoints
+        settings = settings.model_copy(update={"byok_allow_http_loopback": True})
     stops: list[Callable[[], None]] = []
     aws_endpoint = None
     if not aws.external_aws_configured():
@@ -70,7 +73,11 @@ def prepare(environ: Mapping[str, str] | None = None, *, settings: Settings | No
             emulator = start_emulator(state)
             stops.append(emulator.stop)
             emulators[region] = emulator
-            upstream = {"endpoint": emulator.url, "api_key": state.api_key, "api_version": "2024-10-21"}
+            upstream = {
+                "endpoint": emulator.url,
+                "api_key": state.api_key,
+                "api_version": DEFAULT_API_VERSION,
+            }
         aws.put_secret(secretsmanager, settings.upstream_secret_name(region), upstream)
         upstream_urls[region] = upstream["endpoint"]
 

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from chatgate.routes.chat_completions import chat_completions
 from chatgate.routes.models import list_models, retrieve_model
+from chatgate.routes.responses import create_response, delete_response, list_input_items, retrieve_response
 
 # `/api/public` serves the same API for dedicated deployments behind one domain.
 PREFIXES = ("", "/api/public")
@@ -15,5 +16,9 @@ def add_routes(app: FastAPI) -> None:
     for prefix in PREFIXES:
         base = f"{prefix}/openai/{{region}}/v1"
         app.add_api_route(f"{base}/chat/completions", chat_completions, methods=["POST"])
+        app.add_api_route(f"{base}/responses", create_response, methods=["POST"])
+        app.add_api_route(f"{base}/responses/{{response_id}}", retrieve_response, methods=["GET"])
+        app.add_api_route(f"{base}/responses/{{response_id}}", delete_response, methods=["DELETE"])
+        app.add_api_route(f"{base}/responses/{{response_id}}/input_items", list_input_items, methods=["GET"])
         app.add_api_route(f"{base}/models", list_models, methods=["GET"])
         app.add_api_route(f"{base}/models/{{model}}", retrieve_model, methods=["GET"])

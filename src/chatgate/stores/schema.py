@@ -13,6 +13,10 @@ Data table (single-table design, `CHATGATE_TABLE_NAME`):
                  workspace_id, day, model, updated_at. Written with one atomic UpdateItem `ADD` per request
                  (stores/usage_dynamodb.py); a day range of a workspace is one Query on the sort key.
 
+  response owner pk=RESP#<response id> sk=OWNER                 (workspace_id, region, created_at, ttl,
+                 deleted_at?) for Responses API responses stored on Azure: who may continue, read or delete
+                 them (ownership.py, stores/ownership_dynamodb.py); expires with Azure's 30-day retention.
+
 Rate-limit table (`CHATGATE_RATE_LIMIT_TABLE_NAME`): one item per workspace, model and window,
   pk=RL#<workspace>#<model>#<window start>, expiring through the `ttl` attribute.
 

@@ -1,4 +1,10 @@
-"""Call Azure OpenAI's chat completions API and translate its failures into chatgate's error tree.
+"""Call Azure OpenAI (chat completions on either surface, the Responses API on v1) and translate its failures
+into chatgate's error tree.
+
+Chat completions go where the upstream's `api_version` says: "v1" -> `{endpoint}/openai/v1/chat/completions`
+with the deployment name in the body's `model`; a dated version -> `{endpoint}/openai/deployments/{d}/
+chat/completions?api-version=...`. The Responses API exists on v1 only (every resource serves it):
+`{endpoint}/openai/v1/responses[/{id}[/input_items]]`. The key always goes in the `api-key` header.
 
 One httpx.AsyncClient is shared by every request of an instance (connection pooling, keep-alive); its
 timeouts are explicit: connecting fails fast, reading waits long enough for reasoning models.
@@ -9,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import httpx
@@ -23,7 +29,8 @@ from chatgate.errors import (
     UpstreamRejected,
     UpstreamTimeout,
 )
-from chatgate.upstream.config import UpstreamTarget
+from chatgate.ownership import response_not_found
+from chatgate.upstream.config import AzureResource, UpstreamTarget
 
 # Azure's own id of a request (API Management's), logged and traced with chatgate's request id.
 UPSTREAM_REQUEST_ID = "apim-request-id"
@@ -41,8 +48,25 @@ class Completion:
 
 
 def chat_completions_url(target: UpstreamTarget) -> str:
+    if target.resource.v1:
+        return f"{target.resource.endpoint}/openai/v1/chat/completions"
     deployment = quote(target.deployment, safe="")
     return f"{target.resource.endpoint}/openai/deployments/{deployment}/chat/completions"
+
+
+def responses_url(resource: AzureResource, response_id: str | None = None, suffix: str = "") -> str:
+    """`/openai/v1/responses`, `.../{id}` or `.../{id}/input_items` on the resource's v1 surface."""
+    url = f"{resource.endpoint}/openai/v1/responses"
+    return url if response_id is None else f"{url}/{quote(response_id, safe='')}{suffix}"
+
+
+class StoredResponseCall(NamedTuple):
+    """Which stored response a GET / DELETE / input_items call is about, and on whose resource."""
+
+    region: str
+    resource: AzureResource
+    response_id: str
+    byok_workspace: str | None = None
 
 
 class AzureOpenAI:
@@ -59,25 +83,68 @@ class AzureOpenAI:
         if url is None:
             if len(self._urls) > 1000:
                 self._urls.clear()
-            url = self._urls[key] = httpx.URL(
-                chat_completions_url(target), params={"api-version": target.resource.api_version}
-            )
+            params = {} if target.resource.v1 else {"api-version": target.resource.api_version}
+            url = self._urls[key] = httpx.URL(chat_completions_url(target), params=params)
         return url
 
-    def _request(self, target: UpstreamTarget, body: dict[str, Any]) -> httpx.Request:
+    def _request(
+        self, target: UpstreamTarget, body: dict[str, Any], url: httpx.URL | str | None = None
+    ) -> httpx.Request:
+        if url is not None or target.resource.v1:
+            body = {**body, "model": target.deployment}  # v1: the deployment is named in the body
         return self._http.build_request(
             "POST",
-            self._url(target),
+            self._url(target) if url is None else url,
             headers={"api-key": target.resource.api_key, "content-type": "application/json"},
             content=json.dumps(body, separators=(",", ":")).encode(),
         )
 
     async def complete(self, target: UpstreamTarget, body: dict[str, Any]) -> Completion:
-        """POST a non-streaming request; return Azure's body or raise a ChatgateError."""
+        """POST a non-streaming chat completion; return Azure's body or raise a ChatgateError."""
+        return await self._send_json(target, self._request(target, body))
+
+    async def create_response(self, target: UpstreamTarget, body: dict[str, Any]) -> Completion:
+        """POST a non-streaming Responses API request (v1); Azure's body, its `usage`, or a ChatgateError."""
+        return await self._send_json(target, self._request(target, body, responses_url(target.resource)))
+
+    async def open_response_stream(self, target: UpstreamTarget, body: dict[str, Any]) -> UpstreamStream:
+        """POST a streaming Responses API request (v1); errors before the first byte are raised here."""
+        return await self._open(target, self._request(target, body, responses_url(target.resource)))
+
+    async def stored_response(
+        self,
+        call: StoredResponseCall,
+        method: str,
+        suffix: str = "",
+        params: list[tuple[str, str]] | None = None,
+    ) -> bytes:
+        """GET or DELETE `/responses/{id}` (or GET `.../input_items` with `suffix`); Azure's JSON body."""
+        request = self._http.build_request(
+            method,
+            responses_url(call.resource, call.response_id, suffix),
+            params=httpx.QueryParams([(name, value) for name, value in params or ()]),
+            headers={"api-key": call.resource.api_key},
+        )
+        try:
+            response = await self._http.send(request)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc) from None
+        if response.status_code >= 300:
+            target = UpstreamTarget(call.region, "", call.resource, "", call.byok_workspace)
+            raise status_error(
+                target,
+                response.status_code,
+                response.content,
+                response.headers,
+                not_found=response_not_found(call.response_id),
+            )
+        return response.content
+
+    async def _send_json(self, target: UpstreamTarget, request: httpx.Request) -> Completion:
         observation = observability.current()
         observation.upstream_started(stream=False)
         try:
-            response = await self._http.send(self._request(target, body))
+            response = await self._http.send(request)
         except httpx.HTTPError as exc:
             observation.upstream_answered(None)
             raise transport_error(exc) from None
@@ -98,10 +165,13 @@ class AzureOpenAI:
     async def open_stream(self, target: UpstreamTarget, body: dict[str, Any]) -> UpstreamStream:
         """POST a streaming request and wait for Azure's status line: errors before the first byte are
         raised here (so the client gets a proper HTTP error); a 2xx returns the open stream."""
+        return await self._open(target, self._request(target, body))
+
+    async def _open(self, target: UpstreamTarget, request: httpx.Request) -> UpstreamStream:
         observation = observability.current()
         observation.upstream_started(stream=True)
         try:
-            response = await self._http.send(self._request(target, body), stream=True)
+            response = await self._http.send(request, stream=True)
         except httpx.HTTPError as exc:
             observation.upstream_answered(None)
             raise transport_error(exc) from None
@@ -157,7 +227,12 @@ def _error_object(content: bytes) -> dict[str, Any]:
 
 
 def status_error(
-    target: UpstreamTarget, status: int, content: bytes, headers: httpx.Headers
+    target: UpstreamTarget,
+    status: int,
+    content: bytes,
+    headers: httpx.Headers,
+    *,
+    not_found: ChatgateError | None = None,
 ) -> ChatgateError:
     """Map Azure's error status and body to what the client sees (the contract's "Errors" section)."""
     error = _error_object(content)
@@ -173,6 +248,8 @@ def status_error(
                 "refused its stored credentials. Contact your administrator."
             )
         return UpstreamError("The upstream refused chatgate's credentials. Contact your administrator.")
+    if status == 404 and not_found is not None:
+        return not_found
     if status == 404:
         where = (
             f"the Azure OpenAI resource of workspace '{target.byok_workspace}'"

@@ -22,7 +22,8 @@ from chatgate.dev.azure_emulator import (
     start_emulator,
 )
 
-API_VERSION = "2024-10-21"
+# Reasoning deployments need 2024-12-01-preview or later on the dated surface (test_azure_emulator_surfaces).
+API_VERSION = "2025-01-01-preview"
 KEY = "test-key"
 SAFE = {"filtered": False, "severity": "safe"}
 CHOICE_FILTERS = {"hate": SAFE, "self_harm": SAFE, "sexual": SAFE, "violence": SAFE}
@@ -344,7 +345,7 @@ def test_rate_limit_trigger(client: httpx.Client) -> None:
         "error": {
             "code": "429",
             "message": "Requests to the ChatCompletions_Create Operation under Azure OpenAI API version "
-            "2024-10-21 have exceeded token rate limit of your current OpenAI S0 pricing tier. "
+            f"{API_VERSION} have exceeded token rate limit of your current OpenAI S0 pricing tier. "
             "Please retry after 7 seconds.",
         }
     }

@@ -1,0 +1,155 @@
+"""Generic checks of JSON request parameters, worded as OpenAI words its 400s.
+
+A Check takes (param, value, body) and raises InvalidRequest naming `param` when the value does not fit.
+validation.py composes them into the checks of each chat completions parameter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from chatgate.errors import InvalidRequest
+
+Check = Callable[[str, Any, Mapping[str, Any]], None]
+
+
+def kind_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a decimal"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def type_error(param: str, expected: str, value: Any) -> InvalidRequest:
+    return InvalidRequest(
+        f"Invalid type for '{param}': expected {expected}, but got {kind_of(value)} instead.",
+        param=param,
+        code="invalid_type",
+    )
+
+
+def value_error(param: str, message: str, code: str = "invalid_value") -> InvalidRequest:
+    return InvalidRequest(f"Invalid '{param}': {message}", param=param, code=code)
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return is_int(value)
+
+
+def number(low: float, high: float) -> Check:
+    def check(param: str, value: Any, _body: Mapping[str, Any]) -> None:
+        if not is_number(value):
+            raise type_error(param, "a decimal", value)
+        if value < low:
+            raise value_error(
+                param,
+                f"decimal below minimum value. Expected a value >= {low:g}, but got {value} instead.",
+                "decimal_below_min_value",
+            )
+        if value > high:
+            raise value_error(
+                param,
+                f"decimal above maximum value. Expected a value <= {high:g}, but got {value} instead.",
+                "decimal_above_max_value",
+            )
+
+    return check
+
+
+def integer(low: int, high: int) -> Check:
+    def check(param: str, value: Any, _body: Mapping[str, Any]) -> None:
+        if not is_int(value):
+            raise type_error(param, "an integer", value)
+        if value < low:
+            raise value_error(
+                param,
+                f"integer below minimum value. Expected a value >= {low}, but got {value} instead.",
+                "integer_below_min_value",
+            )
+        if value > high:
+            raise value_error(
+                param,
+                f"integer above maximum value. Expected a value <= {high}, but got {value} instead.",
+                "integer_above_max_value",
+            )
+
+    return check
+
+
+def boolean(param: str, value: Any, _body: Mapping[str, Any]) -> None:
+    if not isinstance(value, bool):
+        raise type_error(param, "a boolean", value)
+
+
+def string(param: str, value: Any, _body: Mapping[str, Any]) -> None:
+    if not isinstance(value, str):
+        raise type_error(param, "a string", value)
+
+
+def json_object(param: str, value: Any, _body: Mapping[str, Any]) -> None:
+    if not isinstance(value, dict):
+        raise type_error(param, "an object", value)
+
+
+def one_of(*choices: str) -> Check:
+    def check(param: str, value: Any, _body: Mapping[str, Any]) -> None:
+        if not isinstance(value, str):
+            raise type_error(param, "a string", value)
+        if value not in choices:
+            supported = ", ".join(f"'{c}'" for c in choices)
+            raise value_error(
+                param, f"value must be one of {supported}, but got '{value}' instead.", "invalid_value"
+            )
+
+    return check
+
+
+def array(param: str, value: Any, low: int, high: int) -> list[Any]:
+    if not isinstance(value, list):
+        raise type_error(param, "an array", value)
+    if len(value) < low:
+        if not value:
+            raise value_error(
+                param,
+                f"empty array. Expected an array with minimum length {low}, but got an empty array instead.",
+                "empty_array",
+            )
+        raise value_error(
+            param,
+            f"array too short. Expected an array with minimum length {low}, "
+            f"but got an array with length {len(value)} instead.",
+            "array_below_min_length",
+        )
+    if len(value) > high:
+        raise value_error(
+            param,
+            f"array too long. Expected an array with maximum length {high}, "
+            f"but got an array with length {len(value)} instead.",
+            "array_above_max_length",
+        )
+    return value
+
+
+def string_array(low: int, high: int) -> Check:
+    def check(param: str, value: Any, _body: Mapping[str, Any]) -> None:
+        for i, item in enumerate(array(param, value, low, high)):
+            string(f"{param}[{i}]", item, _body)
+
+    return check

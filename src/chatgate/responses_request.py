@@ -1,0 +1,263 @@
+"""The Responses API's request body as the gateway needs it: the fields it relies on, checked by type (as
+OpenAI does; values whose lists keep growing are Azure's to judge), and its input tokens counted offline.
+
+Checked: `model` (required), `input`, `instructions`, `max_output_tokens`, `temperature`, `top_p`, `stream`,
+`store`, `previous_response_id`, `tools`, `tool_choice`, `text`, `reasoning`, `metadata`. Every other field
+is forwarded as sent. Refused, because chatgate could not keep its promises with them:
+- `background: true`: the answer (and its usage) would arrive after the request has been settled;
+- `conversation`: state kept in a Conversations API object that chatgate does not track per workspace;
+- input items of type `item_reference`: they pull stored items by id, whose owner chatgate cannot check.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from chatgate import tokens
+from chatgate.checks import (
+    boolean as _boolean,
+)
+from chatgate.checks import (
+    integer as _integer,
+)
+from chatgate.checks import (
+    is_int as _is_int,
+)
+from chatgate.checks import (
+    json_object as _object,
+)
+from chatgate.checks import (
+    kind_of as _kind,
+)
+from chatgate.checks import (
+    number as _number,
+)
+from chatgate.checks import (
+    string as _string,
+)
+from chatgate.checks import (
+    type_error as _type_error,
+)
+from chatgate.errors import InvalidRequest
+from chatgate.tokenizer import Encoding
+
+_MAX_INT = 2**31 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class ResponsesRequest:
+    """A checked `POST /v1/responses` body."""
+
+    model: str
+    stream: bool
+    store: bool
+    previous_response_id: str | None
+    max_output_tokens: int | None
+    forward: dict[str, Any] = field(repr=False)
+    body_size: int = 0  # bytes of the raw body: large prompts are counted off the event loop
+
+
+def _refused(param: str, message: str) -> InvalidRequest:
+    return InvalidRequest(message, param=param, code="unsupported_parameter")
+
+
+def _model(param: str, value: Any) -> None:
+    _string(param, value, {})
+    if not value:
+        raise InvalidRequest(
+            f"Invalid '{param}': expected a model name, but got an empty string instead.",
+            param=param,
+            code="invalid_value",
+        )
+
+
+def _string_or_array(param: str, value: Any) -> None:
+    if not isinstance(value, str | list):
+        raise _type_error(param, "a string or an array", value)
+
+
+def _input(param: str, value: Any) -> None:
+    _string_or_array(param, value)
+    if isinstance(value, str):
+        return
+    for i, item in enumerate(value):
+        where = f"{param}[{i}]"
+        if not isinstance(item, dict):
+            raise _type_error(where, "an object", item)
+        kind = item.get("type")
+        if kind is not None and not isinstance(kind, str):
+            raise _type_error(f"{where}.type", "a string", kind)
+        if kind == "item_reference":
+            raise _refused(
+                where,
+                f"Invalid '{where}': items of type 'item_reference' are not supported by this gateway; "
+                "send the item itself, or continue a stored response with 'previous_response_id'.",
+            )
+
+
+def _tools(param: str, value: Any) -> None:
+    if not isinstance(value, list):
+        raise _type_error(param, "an array", value)
+    for i, tool in enumerate(value):
+        if not isinstance(tool, dict):
+            raise _type_error(f"{param}[{i}]", "an object", tool)
+        if not isinstance(tool.get("type"), str):
+            raise _type_error(f"{param}[{i}].type", "a string", tool.get("type"))
+
+
+def _tool_choice(param: str, value: Any) -> None:
+    if isinstance(value, str):
+        return
+    if not isinstance(value, dict):
+        raise _type_error(param, "a string or an object", value)
+    if not isinstance(value.get("type"), str):
+        raise _type_error(f"{param}.type", "a string", value.get("type"))
+
+
+def _metadata(param: str, value: Any) -> None:
+    _object(param, value, {})
+    for key, item in value.items():
+        if not isinstance(item, str):
+            raise _type_error(f"{param}.{key}", "a string", item)
+
+
+_CHECKS: dict[str, Any] = {
+    "model": _model,
+    "input": _input,
+    "instructions": _string_or_array,
+    "max_output_tokens": lambda p, v: _integer(1, _MAX_INT)(p, v, {}),
+    "temperature": lambda p, v: _number(0, 2)(p, v, {}),
+    "top_p": lambda p, v: _number(0, 1)(p, v, {}),
+    "stream": lambda p, v: _boolean(p, v, {}),
+    "store": lambda p, v: _boolean(p, v, {}),
+    "previous_response_id": lambda p, v: _string(p, v, {}),
+    "tools": _tools,
+    "tool_choice": _tool_choice,
+    "text": lambda p, v: _object(p, v, {}),
+    "reasoning": lambda p, v: _object(p, v, {}),
+    "metadata": _metadata,
+}
+
+
+def validate_responses_request(body: Any) -> ResponsesRequest:
+    """Check the fields the gateway relies on; return what to forward (nulls dropped)."""
+    if not isinstance(body, dict):
+        raise InvalidRequest(
+            f"Invalid body: expected a JSON object, but got {_kind(body)} instead.", code="invalid_type"
+        )
+    if body.get("model") is None:
+        raise InvalidRequest(
+            "Missing required parameter: 'model'.", param="model", code="missing_required_parameter"
+        )
+    for name, check in _CHECKS.items():
+        if body.get(name) is not None:
+            check(name, body[name])
+    if body.get("background") is True:
+        raise _refused(
+            "background", "Background responses are not supported by this gateway: send 'background': false."
+        )
+    if body.get("conversation") is not None:
+        raise _refused(
+            "conversation",
+            "Conversations are not supported by this gateway: "
+            "continue a response with 'previous_response_id'.",
+        )
+    limit = body.get("max_output_tokens")
+    previous = body.get("previous_response_id")
+    return ResponsesRequest(
+        model=body["model"],
+        stream=body.get("stream") is True,
+        store=body.get("store") is not False,
+        previous_response_id=previous,
+        max_output_tokens=limit if _is_int(limit) else None,
+        forward={k: v for k, v in body.items() if v is not None},
+    )
+
+
+# --- input tokens ----------------------------------------------------------------------------------------
+
+
+def count_input_tokens(model: str, body: Mapping[str, Any]) -> int:
+    """Input tokens of a Responses request: instructions, input items and tool definitions, with the chat
+    formula's per-message overheads (the stored conversation of `previous_response_id` is not counted
+    here: it is not known before Azure answers; settlement corrects the reservation to Azure's usage)."""
+    encoding = tokens.encoding_for(model)
+    total = tokens.REPLY_PRIMING
+    instructions = body.get("instructions")
+    if isinstance(instructions, str):
+        total += tokens.TOKENS_PER_MESSAGE + tokens.count_text(encoding, instructions)
+    value = body.get("input")
+    items = [{"role": "user", "content": value}] if isinstance(value, str) else value
+    if isinstance(instructions, list):
+        items = [*instructions, *(items if isinstance(items, list) else [])]
+    for item in items if isinstance(items, list) else ():
+        if isinstance(item, dict):
+            total += _count_item(encoding, item)
+    total += _count_tools(encoding, body.get("tools"))
+    return total
+
+
+def _count_item(encoding: Encoding, item: dict[str, Any]) -> int:
+    kind = item.get("type", "message")
+    if kind == "message" or "role" in item:
+        return tokens.TOKENS_PER_MESSAGE + _count_content(encoding, item.get("content"))
+    if kind in ("function_call", "custom_tool_call"):
+        text = "".join(str(item.get(k) or "") for k in ("name", "arguments", "input"))
+        return tokens.TOKENS_PER_TOOL_CALL + tokens.count_text(encoding, text)
+    if kind.endswith("_output"):
+        output = item.get("output")
+        if isinstance(output, str):
+            return tokens.TOKENS_PER_MESSAGE + tokens.count_text(encoding, output)
+        return tokens.TOKENS_PER_MESSAGE + _count_content(encoding, output)
+    if kind == "reasoning":  # summaries only; encrypted content is the model's own state
+        summary = item.get("summary")
+        return _count_content(encoding, summary)
+    rest = {k: v for k, v in item.items() if k not in ("id", "status")}
+    return tokens.count_text(encoding, json.dumps(rest, separators=(",", ":"), ensure_ascii=False))
+
+
+def _count_content(encoding: Encoding, content: Any) -> int:
+    if isinstance(content, str):
+        return tokens.count_text(encoding, content)
+    total = 0
+    for part in content if isinstance(content, list) else ():
+        if not isinstance(part, dict):
+            continue
+        kind = part.get("type")
+        if kind in ("input_image", "image_url"):
+            total += tokens.IMAGE_LOW_DETAIL if part.get("detail") == "low" else tokens.IMAGE_DEFAULT
+        elif kind == "input_file":
+            total += tokens.IMAGE_DEFAULT  # a document's size is unknown without parsing it
+        else:
+            for key in ("text", "refusal"):
+                if isinstance(part.get(key), str):
+                    total += tokens.count_text(encoding, part[key])
+    return total
+
+
+def _count_tools(encoding: Encoding, tools: Any) -> int:
+    """Function tools (flat in this API: {type, name, description, parameters}) with the chat formula;
+    other tools (web search, file search, MCP ...) as their compact JSON."""
+    if not isinstance(tools, list):
+        return 0
+    functions = [t for t in tools if isinstance(t, dict) and t.get("type") == "function"]
+    others = [t for t in tools if isinstance(t, dict) and t.get("type") != "function"]
+    total = tokens.count_function_definitions(encoding, functions)
+    for tool in others:
+        total += tokens.count_text(encoding, json.dumps(tool, separators=(",", ":"), ensure_ascii=False))
+    return total
+
+
+def chat_usage(usage: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A Responses `usage` ({input_tokens, output_tokens, total_tokens}) in the chat completions names
+    (prompt_tokens, completion_tokens, total_tokens) the accounting reads; None when absent."""
+    if not isinstance(usage, Mapping):
+        return None
+    return {
+        "prompt_tokens": usage.get("input_tokens"),
+        "completion_tokens": usage.get("output_tokens"),
+        "total_tokens": usage.get("total_tokens"),
+    }

