@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
 from typing import Any, TextIO
 
 from chatgate.observability import RequestObservation
@@ -32,11 +31,13 @@ STACK = ["Region"]
 ERRORS_PER_CLASS = ["Region", "Api", "ErrorClass"]
 
 
-@dataclass(frozen=True, slots=True)
 class MetricsConfig:
-    namespace: str = "chatgate"
-    per_workspace: bool = True
-    enabled: bool = True
+    """Where and how the lines are written (from Settings; a plain class: no dataclass at import)."""
+
+    __slots__ = ("enabled", "namespace", "per_workspace")
+
+    def __init__(self, namespace: str = "chatgate", per_workspace: bool = True, enabled: bool = True) -> None:
+        self.namespace, self.per_workspace, self.enabled = namespace, per_workspace, enabled
 
 
 def metric_values(observation: RequestObservation) -> list[tuple[str, str, float]]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import socket
 import time
 from typing import Any
@@ -60,7 +59,7 @@ def daemon_address(value: str | None = None) -> tuple[str, int] | None:
 
 
 def _new_id() -> str:
-    return secrets.token_hex(8)
+    return os.urandom(8).hex()
 
 
 def document(observation: RequestObservation, trace_id: str, parent_id: str, now: float) -> dict[str, Any]:

@@ -219,13 +219,8 @@ def test_a_sampled_request_sends_its_pipeline_steps_to_the_xray_daemon(
     assert segment["parent_id"] == "53995c3f42cd8ad8"
     assert segment["annotations"]["model"] == "gpt-4o"
     assert segment["annotations"]["workspace"] == EVENT_WORKSPACE
-    assert [s["name"] for s in segment["subsegments"]] == [
-        "authenticate",
-        "validate",
-        "reserve",
-        "upstream",
-        "settle",
-    ]
+    steps = [s["name"] for s in segment["subsegments"]]
+    assert steps == ["authenticate", "validate", "reserve", "upstream", "settle"]
     for step in segment["subsegments"]:
         assert segment["start_time"] <= step["start_time"] <= step["end_time"] <= segment["end_time"]
     assert answer.usage is not None
