@@ -77,7 +77,7 @@ def uvicorn_process(
         args += ["--app-dir", str(ROOT / app_dir)]
     process = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a loaded shared machine can take that long to import and bind
         while wait and not _accepts(port):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{app} did not start")
