@@ -2,6 +2,7 @@
 
 - tokens beyond a reservation are charged to the window in which the request ends, so the next request
   feels them even when the request was admitted in a window that has closed;
+- an abandoned stream of a model with hidden reasoning tokens is charged at least its reservation.
 
 The limiter's clock is the test's (tests/support/clock.py): it moves only when the test moves it.
 """
@@ -22,6 +23,7 @@ from chatgate.settings import Settings
 from tests.conftest import Stack
 from tests.support import dynalite as dl
 from tests.support.clock import LimiterClock
+from tests.support.outcomes import record_outcomes
 from tests.support.servers import serve
 
 TPM = 3000
@@ -111,3 +113,35 @@ def test_an_overshoot_that_fills_the_window_refuses_the_next_request(
     )
     assert refused.status_code == 429 and refused.json()["error"]["type"] == "tokens"
     assert refused.headers["x-ratelimit-remaining-tokens"] == "0"
+
+
+def test_an_abandoned_reasoning_stream_is_charged_its_reservation(
+    gateway: str, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outcomes = record_outcomes(monkeypatch)
+    # o3-mini needs Azure's v1 surface (or a dated version from 2024-12-01-preview on).
+    v1 = {"endpoint": stack.emulators["eu"].url, "api_key": "azure-key-eu", "api_version": "v1"}
+    stack.put_upstream("eu", v1)
+    key = create_key(Settings(), "acme", "test")
+    monkeypatch.setattr(stack.upstream("eu"), "chunk_delay_s", 0.02)
+    messages = [{"role": "user", "content": "[[words:300]] think hard"}]
+    body = {"model": "o3-mini", "messages": messages, "stream": True, "max_completion_tokens": 2000}
+    with httpx.stream(
+        "POST",
+        f"{gateway}/openai/eu/v1/chat/completions",
+        json=body,
+        headers={"authorization": f"Bearer {key}"},
+    ) as stream:
+        assert stream.status_code == 200
+        for line in stream.iter_lines():  # one visible token, then gone
+            chunk = json.loads(line[6:]) if line.startswith("data: {") else {}
+            if chunk.get("choices") and chunk["choices"][0].get("delta", {}).get("content"):
+                break
+    assert outcomes.next(timeout=10).status == "disconnected"  # settled (the helper reports after it)
+    monkeypatch.setattr(stack.upstream("eu"), "chunk_delay_s", 0.0)
+
+    after = small_request(gateway, key, "o3-mini")
+    reserved = reserve_of("o3-mini", messages, 2000)
+    # The whole reservation stays charged: the hidden reasoning tokens Azure may have billed.
+    expected = TPM - reserved - reserve_of("o3-mini", SMALL, 5)
+    assert int(after.headers["x-ratelimit-remaining-tokens"]) == expected
