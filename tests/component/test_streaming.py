@@ -415,3 +415,15 @@ def test_stream_event_through_the_lambda_handler_returns_the_buffered_sse_body(s
     text = "".join((c["choices"][0]["delta"].get("content") or "") for c in chunks if c["choices"])
     assert text.startswith("Soft paws")
     assert not any(chunk.get("usage") for chunk in chunks)  # the event did not ask for it
+
+
+def test_streams_read_to_their_end_reuse_one_upstream_connection(stack: Stack) -> None:
+    # Against real Azure a new connection per stream is a TLS handshake before every first token.
+    app = create_app(stack.settings)
+    with serve(app) as gateway:
+        client = sdk(gateway, stack.key)
+        for _ in range(3):
+            with client.chat.completions.create(model="gpt-4o-mini", messages=CATS, stream=True) as stream:
+                assert list(stream)
+        pool = app.state.services.http._transport._pool  # httpx's connection pool to the upstreams
+        assert len(pool.connections) == 1
