@@ -110,11 +110,18 @@ def warm_run(stack: Stack, requests: int, streams: int) -> dict[str, list[float]
 # --- 3: cold start ---------------------------------------------------------------------------------------
 
 
-def cold_start(stack: Stack, app: str, app_dir: str | None, url_path: str, headers: dict[str, str]) -> float:
+def cold_start(
+    stack: Stack,
+    app: str,
+    app_dir: str | None,
+    url_path: str,
+    headers: dict[str, str],
+    env: dict[str, str] | None = None,
+) -> float:
     """ms from starting `python -m uvicorn <app>` to its first 200 to a chat completion."""
     start = time.perf_counter()
     with (
-        uvicorn_process(app, stack.gateway_env(), app_dir=app_dir) as (url, _process),
+        uvicorn_process(app, {**stack.gateway_env(), **(env or {})}, app_dir=app_dir) as (url, _process),
         httpx.Client(timeout=10) as client,
     ):
         while True:
@@ -188,6 +195,7 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=100, help="streams per path per run (TTFT)")
     parser.add_argument("--cold-runs", type=int, default=7)
     parser.add_argument("--concurrent-streams", type=int, default=50)
+    parser.add_argument("--cold-only", action="store_true", help="only the cold starts")
     args = parser.parse_args()
 
     # Stopped with SIGTERM, unwind like Ctrl-C so that every server this bench started is stopped too.
@@ -196,7 +204,7 @@ def main() -> None:
     with ExitStack() as stack_context:
         stack = start_stack(stack_context)
         summary: dict[str, list[float]] = {}
-        for run in range(1, args.runs + 1):
+        for run in range(1, 0 if args.cold_only else args.runs + 1):
             times = warm_run(stack, args.requests, args.streams)
             print(f"\nrun {run} (ms)          p50      p99")
             for name, values in times.items():
@@ -210,17 +218,28 @@ def main() -> None:
                         times[f"{prefix}direct"], 0.5 if q == "p50" else 0.99
                     )
                     summary.setdefault(f"{kind} {q}", []).append(added)
-        bare, gateway = [], []
+        bare, gateway, lazy = [], [], []
         key_headers = {"authorization": f"Bearer {stack.key}"}
+        chat = "/openai/eu/v1/chat/completions"
+        no_warmup = {"CHATGATE_TOKENIZER_WARMUP": "false"}
         for _ in range(args.cold_runs):
-            bare.append(
-                cold_start(stack, "bare_fastapi:app", "bench/apps", "/openai/eu/v1/chat/completions", {})
-            )
-            gateway.append(
-                cold_start(stack, "chatgate.asgi:app", None, "/openai/eu/v1/chat/completions", key_headers)
-            )
+            bare.append(cold_start(stack, "bare_fastapi:app", "bench/apps", chat, {}))
+            gateway.append(cold_start(stack, "chatgate.asgi:app", None, chat, key_headers))
+            lazy.append(cold_start(stack, "chatgate.asgi:app", None, chat, key_headers, no_warmup))
         tokenizers = statistics.median(tokenizer_cost() for _ in range(3))
         idle, peak = peak_rss(stack, args.concurrent_streams)
+        print(
+            f"cold start without the background tokenizer warm-up: p50 {statistics.median(lazy):.0f} ms "
+            f"({statistics.median(lazy) / statistics.median(bare):.2f}x bare FastAPI)"
+        )
+        if args.cold_only:
+            print(
+                f"cold start: bare FastAPI p50 {statistics.median(bare):.0f} ms, gateway p50 "
+                f"{statistics.median(gateway):.0f} ms: "
+                f"{statistics.median(gateway) / statistics.median(bare):.2f}x; tokenizers alone "
+                f"{tokenizers:.0f} ms; peak RSS {peak:.0f} MB ({idle:.0f} MB after one request)"
+            )
+            return
 
     print(f"\nmedians over {args.runs} runs (ms)")
     for name, values in summary.items():

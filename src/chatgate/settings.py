@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     byok_endpoint_suffixes_csv: str | None = Field(None, validation_alias="CHATGATE_BYOK_ENDPOINT_SUFFIXES")
     byok_allow_http_loopback: bool = False
 
+    # At start, load the tokenizer most configured models use in a background thread (the first request
+    # then finds it loading or loaded); false: each family loads only on its first request.
+    tokenizer_warmup: bool = True
+
     log_level: str = "INFO"
 
     # Observability (docs/observability.md): the CloudWatch namespace of the metrics lines, and whether

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -80,6 +81,21 @@ def encoding_for(model: str) -> Encoding:
 async def encoding_for_async(model: str) -> Encoding:
     """The model's encoding; a first load runs in a worker thread, off the event loop."""
     return await tokenizer.load_async(encoding_name_for(model))
+
+
+def warm_up(models: tuple[str, ...] | list[str]) -> threading.Thread | None:
+    """Start loading, in a background thread, the encoding most of `models` use (o200k for the default
+    list), so a cold instance's first request finds it loading or loaded instead of starting the load
+    itself; the instance is ready at once. The other family still loads on its first request."""
+    names = [encoding_name_for(m) for m in models]
+    if not names:
+        return None
+    name = max(sorted(set(names)), key=names.count)
+    if tokenizer.loaded(name) is not None:
+        return None
+    thread = threading.Thread(target=tokenizer.load, args=(name,), name=f"tokenizer-{name}", daemon=True)
+    thread.start()
+    return thread
 
 
 def preload(models: tuple[str, ...] | list[str] | None = None) -> None:

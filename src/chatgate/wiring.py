@@ -122,7 +122,10 @@ def build_services(settings: Settings) -> Services:
     from chatgate.stores.usage_dynamodb import DynamoDBUsageStore
     from chatgate.stores.workspaces_dynamodb import DynamoDBWorkspaceStore
 
-    # No tokenizer is loaded here: each family loads on its first request (tokens.encoding_for_async).
+    if settings.tokenizer_warmup:  # in a background thread: the instance does not wait for it
+        from chatgate import tokens
+
+        tokens.warm_up(settings.models)
     # One TLS context (CA bundle loaded once) for both pools: each httpx client would otherwise build its own.
     tls = httpx.create_ssl_context()
     aws_http = aws_http_client(verify=tls)

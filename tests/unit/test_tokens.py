@@ -200,3 +200,15 @@ def test_preload_loads_once_and_is_shared_by_models():
     tokens.preload(["gpt-4o", "gpt-4"])
     assert tokens.encoding_for("gpt-4o") is tokens.encoding_for("o4-mini")
     assert tokens.encoding_for("gpt-4") is tokens.encoding_for("gpt-35-turbo")
+
+
+def test_warm_up_loads_the_family_most_models_use_in_the_background(monkeypatch):
+    from chatgate import tokenizer
+
+    monkeypatch.setattr(tokenizer, "_loaded", {})
+    thread = tokens.warm_up(["gpt-4", "gpt-35-turbo", "gpt-4o"])
+    assert thread is not None and thread.name == f"tokenizer-{tokenizer.CL100K}"
+    thread.join(timeout=60)
+    assert tokenizer.loaded(tokenizer.CL100K) is not None
+    assert tokenizer.loaded(tokenizer.O200K) is None  # the other family waits for its first request
+    assert tokens.warm_up(["gpt-4"]) is None  # loaded already: nothing to start
