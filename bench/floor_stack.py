@@ -50,6 +50,8 @@ def run_sh_flags() -> list[str]:
     flags: list[str] = []
     for flag, value in re.findall(r"^\s+(--[a-z-]+)(?:[ =]([^\s\\]+))?", text, re.MULTILINE):
         if flag not in ("--host", "--port"):
+            # a shell default like "${NAME:-10}" is taken at its default
+            value = re.sub(r'^"?\$\{[A-Z_]+:-([^}]*)\}"?$', r"\1", value)
             flags += [flag, value] if value else [flag]
     return flags
 
