@@ -30,6 +30,7 @@ import asyncio
 import binascii
 import gzip
 import importlib.util
+import io
 import threading
 from pathlib import Path
 from typing import Protocol
@@ -101,20 +102,29 @@ def vocabulary_dir() -> Path:
 
 def read_ranks(path: Path) -> dict[bytes, int]:
     """A `.tiktoken.gz` file as tiktoken's mergeable ranks. The files list ranks 0, 1, 2, ... in order
-    (a unit test checks), so a rank is a line's position: parsing is one base64 decode per token."""
+    (a unit test checks), so a rank is a line's position: parsing is one base64 decode per token, line by
+    line, so no list of every field is held at once (the load's memory peak matters: 128 MB functions)."""
     with gzip.open(path, "rb") as handle:
-        fields = handle.read().split()
-    tokens = fields[0::2]
-    if len(tokens) != len(fields) // 2 or fields[-1] != str(len(tokens) - 1).encode():
+        data = handle.read()
+    a2b = binascii.a2b_base64
+    ranks: dict[bytes, int] = {}
+    line = b""
+    for rank, line in enumerate(io.BytesIO(data)):
+        ranks[a2b(line[: line.index(b" ")])] = rank
+    if not line or line.split()[-1] != str(len(ranks) - 1).encode():
         raise RuntimeError(f"{path.name} is not a ranked vocabulary")
-    return dict(zip(map(binascii.a2b_base64, tokens), range(len(tokens)), strict=True))
+    return ranks
 
 
 def _build(name: str) -> Encoding:
     ranks = read_ranks(vocabulary_dir() / f"{name}.tiktoken.gz")
-    return tiktoken.Encoding(
+    encoding = tiktoken.Encoding(
         name, pat_str=PATTERNS[name], mergeable_ranks=ranks, special_tokens=SPECIAL_TOKENS[name]
     )
+    # tiktoken keeps the Python ranks table only to pickle the encoding, which chatgate never does; its Rust
+    # BPE holds its own copy. Letting it go gives back about 25 MB (o200k) for as long as the process lives.
+    encoding._mergeable_ranks = {}
+    return encoding
 
 
 _loaded: dict[str, Encoding] = {}
