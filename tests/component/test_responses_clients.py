@@ -4,10 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 from agents import Agent, Runner, set_default_openai_client, set_tracing_disabled
@@ -18,40 +14,19 @@ from chatgate.app import create_app
 from chatgate.dev.azure_emulator_reply import CAT_POEM
 from chatgate.settings import Settings
 from tests.conftest import Stack
+from tests.support.node import run_node
 from tests.support.servers import serve
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def run_node(script: str, gateway: str, key: str) -> str:
-    node = shutil.which("node")
-    assert node, "Node.js is required for the Vercel AI SDK tests"
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "CHATGATE_BASE_URL": f"{gateway}/openai/eu/v1",
-        "CHATGATE_API_KEY": key,
-    }
-    done = subprocess.run(
-        [node, str(ROOT / "tests" / "js" / script)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def test_the_seed_example_streams(gateway: str, stack: Stack) -> None:
-    assert run_node("seed_example_stream.mjs", gateway, stack.key) == CAT_POEM
+    assert run_node("seed_example_stream.mjs", f"{gateway}/openai/eu/v1", stack.key) == CAT_POEM
     [sent] = stack.upstream("eu").requests
     assert sent.path == "/openai/v1/responses" and sent.body["stream"] is True
 
 
 def test_the_seed_example_with_generate_text(gateway: str, stack: Stack) -> None:
-    text, summary = run_node("seed_example_generate.mjs", gateway, stack.key).rstrip("\n").rsplit("\n", 1)
+    out = run_node("seed_example_generate.mjs", f"{gateway}/openai/eu/v1", stack.key)
+    text, summary = out.rstrip("\n").rsplit("\n", 1)
     assert text == CAT_POEM
     result = json.loads(summary)
     assert result["finishReason"] == "stop" and result["usage"]["outputTokens"] > 0

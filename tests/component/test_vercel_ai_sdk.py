@@ -5,9 +5,7 @@ it reads the usage chunk for its `usage` result. Node and node_modules come from
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +13,9 @@ import openai
 import pytest
 
 from tests.conftest import Stack
+from tests.support.node import run_node
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "tests" / "js" / "vercel_stream.mjs"
 CATS = "Write a short poem about cats."
 
 
@@ -33,22 +31,9 @@ def node() -> str:
 
 
 def run_script(node: str, gateway: str, key: str, prompt: str, *flags: str) -> dict[str, Any]:
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "CHATGATE_BASE_URL": f"{gateway}/openai/eu/v1",
-        "CHATGATE_API_KEY": key,
-    }
-    done = subprocess.run(
-        [node, str(SCRIPT), prompt, *flags],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout)
+    """vercel_stream.mjs's JSON result (`node`: the fixture that checked Node and node_modules)."""
+    out = run_node("vercel_stream.mjs", f"{gateway}/openai/eu/v1", key, prompt, *flags)
+    result: dict[str, Any] = json.loads(out)
     return result
 
 

@@ -5,18 +5,14 @@ come from `make install` (npm ci)."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from chatgate.dev.azure_emulator import EmulatorState, RunningEmulator, start_emulator
 from chatgate.dev.azure_emulator_reply import CAT_POEM
+from tests.support.node import run_node
 
-ROOT = Path(__file__).resolve().parents[3]
 KEY = "vercel-key"
 
 
@@ -28,24 +24,7 @@ def emulator() -> Iterator[RunningEmulator]:
 
 
 def run(script: str, emulator: RunningEmulator) -> str:
-    node = shutil.which("node")
-    assert node, "Node.js is required for the Vercel AI SDK tests"
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "CHATGATE_BASE_URL": f"{emulator.url}/openai/v1",
-        "CHATGATE_API_KEY": KEY,
-    }
-    done = subprocess.run(
-        [node, str(ROOT / "tests" / "js" / script)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    return run_node(script, f"{emulator.url}/openai/v1", KEY)
 
 
 def test_the_seed_example_streams_from_the_responses_api(emulator: RunningEmulator) -> None:
