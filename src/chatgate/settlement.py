@@ -38,8 +38,6 @@ from chatgate.usage import UsageLedger
 
 logger = logging.getLogger(__name__)
 
-# Relayed text longer than this is tokenized in a worker thread, so the event loop keeps serving others.
-_INLINE_COUNT_CHARS = 16_384
 # Models whose reasoning tokens are billed but never shown: o1, o3, o4-mini, ..., and the gpt-5 family.
 _HIDDEN_REASONING = re.compile(r"^(o\d|gpt-5)", re.IGNORECASE)
 
@@ -70,12 +68,7 @@ class StreamOutcome:
 async def counted_completion(model: str, text: Iterable[str]) -> int:
     """Completion tokens of the text relayed to the client, counted with the model's tokenizer."""
     joined = "".join(text)
-    if not joined:
-        return 0
-    encoding = await tokens.encoding_for_async(model)
-    if len(joined) <= _INLINE_COUNT_CHARS:
-        return tokens.count_text(encoding, joined)
-    return await asyncio.to_thread(tokens.count_text, encoding, joined)
+    return await tokens.count_async(model, tokens.count_model_text, joined, len(joined)) if joined else 0
 
 
 class Settlement:
@@ -95,16 +88,18 @@ class Settlement:
         self._limiter = limiter
         self._ledger = ledger
         self.reservation: Reservation | None = None
-        self.model = ""
         self.prompt_tokens = 0
         self.day = utc_day()
         self.settled = False
-        self.charged: TokenUsage | None = None
+
+    @property
+    def model(self) -> str:
+        """The admitted request's model ("" before admission)."""
+        return self.reservation.model if self.reservation is not None else ""
 
     def admitted(self, reservation: Reservation, prompt_tokens: int) -> None:
         """The request was admitted with this reservation and this counted prompt."""
         self.reservation = reservation
-        self.model = reservation.model
         self.prompt_tokens = prompt_tokens
         self.day = utc_day()
 
@@ -142,7 +137,6 @@ class Settlement:
             logger.debug("request of workspace %s already settled", self.caller.workspace_id)
             return
         self.settled = True
-        self.charged = used
         began = time.perf_counter()
         observed = observability.current()  # the tokens of the metrics line and the trace
         if used is not None:

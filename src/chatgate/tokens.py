@@ -18,11 +18,15 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from functools import partial
+from typing import Any, Literal, TypeVar
 
 from chatgate import tokenizer
 from chatgate.tokenizer import CL100K, O200K, Encoding
+
+T = TypeVar("T")
 
 # Model name prefixes, longest first. tiktoken's own table is not used: it is a download-era registry
 # that must know every model name (and maps unknown ones to nothing).
@@ -117,15 +121,26 @@ def count_text(encoding: Encoding, text: str, *, stop_above: int | None = None) 
 INLINE_COUNT_BYTES = 8_192
 
 
+async def count_async(model: str, count: Callable[[str, T], int], what: T, size: int) -> int:
+    """`count(model, what)` without blocking the event loop: the model's encoding is loaded off the loop,
+    and when `what` is larger than INLINE_COUNT_BYTES (`size`) it is counted in a worker thread. Every
+    offline count on the request path goes through here (prompts of each API, relayed completions)."""
+    await encoding_for_async(model)
+    if size <= INLINE_COUNT_BYTES:
+        return count(model, what)
+    return await asyncio.to_thread(count, model, what)
+
+
 async def count_prompt_tokens_async(
     model: str, body: dict[str, Any], body_size: int, *, stop_above: int | None = None
 ) -> int:
-    """`count_prompt_tokens` without blocking the event loop: the encoding is loaded off the loop, and a
-    body larger than INLINE_COUNT_BYTES is counted in a worker thread."""
-    await encoding_for_async(model)
-    if body_size <= INLINE_COUNT_BYTES:
-        return count_prompt_tokens(model, body, stop_above=stop_above)
-    return await asyncio.to_thread(count_prompt_tokens, model, body, stop_above=stop_above)
+    """`count_prompt_tokens` without blocking the event loop (count_async)."""
+    return await count_async(model, partial(count_prompt_tokens, stop_above=stop_above), body, body_size)
+
+
+def count_model_text(model: str, text: str) -> int:
+    """Tokens of plain text with the model's encoding."""
+    return count_text(encoding_for(model), text)
 
 
 def count_prompt_tokens(model: str, body: dict[str, Any], *, stop_above: int | None = None) -> int:
@@ -152,6 +167,11 @@ def count_function_definitions(encoding: Encoding, definitions: list[dict[str, A
         return 0
     overhead = _FUNCTION_OVERHEAD[encoding.name]
     return sum(_count_function(encoding, f, overhead) for f in definitions) + overhead.func_end
+
+
+def usage_count(value: Any) -> int | None:
+    """A token count as an upstream `usage` object states it (a non-negative integer), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 @dataclass(frozen=True, slots=True)

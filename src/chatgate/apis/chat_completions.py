@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from chatgate import tokens
 from chatgate.apis.base import Answer
 from chatgate.errors import ChatgateError, UpstreamError
-from chatgate.tokens import TokenUsage
+from chatgate.tokens import TokenUsage, usage_count
 from chatgate.validation import ChatRequest, parse_body, validate_chat_request
 
 if TYPE_CHECKING:
@@ -40,22 +40,16 @@ def sse(payload: bytes) -> bytes:
     return b"data: " + payload + b"\n\n"
 
 
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
-
-
-def usage_of(usage: Any, prompt_tokens: int = 0) -> TokenUsage | None:
-    """Azure's chat `usage` object as a TokenUsage (None when absent or unreadable)."""
+def usage_of(usage: Any) -> TokenUsage | None:
+    """Azure's chat `usage` object as a TokenUsage (None when absent or unreadable). With only a
+    `total_tokens`, the whole total is recorded as completion (it is what the limiter needs)."""
     if not isinstance(usage, Mapping):
         return None
-    prompt, completion = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+    prompt, completion = usage_count(usage.get("prompt_tokens")), usage_count(usage.get("completion_tokens"))
     if prompt is not None and completion is not None:
         return TokenUsage(prompt, completion, "azure")
-    total = _count(usage.get("total_tokens"))
-    if total is not None:  # only a total: split it with the counted prompt
-        prompt = min(prompt_tokens, total)
-        return TokenUsage(prompt, total - prompt, "azure")
-    return None
+    total = usage_count(usage.get("total_tokens"))
+    return TokenUsage(0, total, "azure") if total is not None else None
 
 
 def upstream_error_event(error: Any) -> ChatgateError:
@@ -71,9 +65,8 @@ def upstream_error_event(error: Any) -> ChatgateError:
 class ChatCompletionsRelay:
     """Frames a chat completions stream: each chunk as it came, the usage chunk only if asked for."""
 
-    def __init__(self, include_usage: bool, prompt_tokens: int = 0) -> None:
+    def __init__(self, include_usage: bool) -> None:
         self.include_usage = include_usage
-        self.prompt_tokens = prompt_tokens
         self.usage: TokenUsage | None = None
         self.relayed_text: list[str] = []
         self.finished = False
@@ -91,7 +84,7 @@ class ChatCompletionsRelay:
         if "error" in chunk:
             raise upstream_error_event(chunk["error"])
         if chunk.get("usage") and not chunk.get("choices"):
-            self.usage = usage_of(chunk["usage"], self.prompt_tokens) or self.usage
+            self.usage = usage_of(chunk["usage"]) or self.usage
             if not self.include_usage:
                 return None  # chatgate asked for it; the client did not
         self._collect_text(chunk)

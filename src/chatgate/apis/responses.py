@@ -16,7 +16,6 @@ One adapter per request: it is bound to the caller's workspace and region for th
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -30,7 +29,7 @@ from chatgate.body import parse_body
 from chatgate.errors import ChatgateError
 from chatgate.ownership import ResponseOwnership
 from chatgate.responses_request import ResponsesRequest, count_input_tokens, validate_responses_request
-from chatgate.tokens import TokenUsage
+from chatgate.tokens import TokenUsage, usage_count
 
 if TYPE_CHECKING:
     from httpx_sse import ServerSentEvent
@@ -44,15 +43,11 @@ TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "respo
 _TEXT_DELTAS = frozenset({"response.output_text.delta", "response.function_call_arguments.delta"})
 
 
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
-
-
 def usage_of(usage: Any) -> TokenUsage | None:
     """A Responses `usage` object ({input_tokens, output_tokens, total_tokens}) as a TokenUsage."""
     if not isinstance(usage, Mapping):
         return None
-    prompt, completion = _count(usage.get("input_tokens")), _count(usage.get("output_tokens"))
+    prompt, completion = usage_count(usage.get("input_tokens")), usage_count(usage.get("output_tokens"))
     if prompt is None or completion is None:
         return None
     return TokenUsage(prompt, completion, "azure")
@@ -157,10 +152,7 @@ class ResponsesApi:
         return replace(validate_responses_request(parse_body(raw)), body_size=len(raw))
 
     async def prompt_tokens(self, request: ResponsesRequest, *, stop_above: int | None = None) -> int:
-        await tokens.encoding_for_async(request.model)  # a family's first load happens off the event loop
-        if request.body_size <= tokens.INLINE_COUNT_BYTES:
-            return count_input_tokens(request.model, request.forward)
-        return await asyncio.to_thread(count_input_tokens, request.model, request.forward)
+        return await tokens.count_async(request.model, count_input_tokens, request.forward, request.body_size)
 
     async def complete(self, azure: AzureOpenAI, target: UpstreamTarget, request: ResponsesRequest) -> Answer:
         await self._check_previous(request)
