@@ -19,9 +19,6 @@ from chatgate.errors import (
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
-    UpstreamError,
-    UpstreamRejected,
-    UpstreamTimeout,
 )
 from chatgate.metrics import MetricsConfig
 from chatgate.middleware import RequestContextMiddleware
@@ -43,8 +40,7 @@ async def healthz() -> dict[str, str]:
 
 
 def render_error(error: ChatgateError) -> JSONResponse:
-    upstream = isinstance(error, (UpstreamError, UpstreamTimeout, UpstreamRejected))
-    observability.current().failed(error.status_code, error.code, upstream=upstream)
+    observability.current().failed(error.status_code, error.code, upstream=error.from_upstream)
     return JSONResponse(error.to_dict(), status_code=error.status_code, headers=error.headers)
 
 

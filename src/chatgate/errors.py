@@ -19,6 +19,8 @@ class ChatgateError(Exception):
     status_code: int = 500
     error_type: str = "server_error"
     default_code: str | None = None
+    # An answer of Azure's (or its absence), not of chatgate's own checks: metrics class it "upstream".
+    from_upstream: bool = False
 
     def __init__(
         self,
@@ -113,6 +115,7 @@ class UpstreamError(ChatgateError):
     status_code = 502
     error_type = "server_error"
     default_code = "upstream_error"
+    from_upstream = True
 
 
 class UpstreamTimeout(ChatgateError):
@@ -121,10 +124,13 @@ class UpstreamTimeout(ChatgateError):
     status_code = 504
     error_type = "server_error"
     default_code = "upstream_timeout"
+    from_upstream = True
 
 
 class UpstreamRejected(ChatgateError):
     """A 4xx from Azure OpenAI passed through to the client (content filter, Azure's own 429, bad input)."""
+
+    from_upstream = True
 
     def __init__(
         self,

@@ -192,6 +192,5 @@ class EventStreamResponse(Response):
     def _failed(self, error: ChatgateError) -> bytes:
         """The stream's end after a failure: the API's error frame (and the error class, for metrics)."""
         self.outcome.status = "failed"
-        upstream = not isinstance(error, InternalError)
-        observability.current().failed(error.status_code, error.code, upstream=upstream)
+        observability.current().failed(error.status_code, error.code, upstream=error.from_upstream)
         return self.relay.error_frame(error)
