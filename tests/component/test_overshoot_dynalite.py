@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -62,13 +63,11 @@ def reserve_of(model: str, messages: list[dict[str, str]], allowance: int) -> in
     return tokens.count_prompt_tokens(model, {"messages": messages}) + allowance
 
 
-def test_an_answer_that_runs_past_its_window_is_felt_by_the_next_request(
-    gateway: str, stack: Stack, clock: LimiterClock
-) -> None:
-    key = create_key(Settings(), "acme", "test")
-    messages = [{"role": "user", "content": "[[words:600]] tell me everything"}]
-    body = {"model": "gpt-4o", "messages": messages, "stream": True}
-    body["stream_options"] = {"include_usage": True}
+def stream_into_the_next_window(
+    gateway: str, key: str, body: dict[str, Any], clock: LimiterClock
+) -> list[str]:
+    """Stream `body`; once its first chunk has arrived, the limiter's clock moves one window on (the answer
+    runs on into the next window). The `data:` payloads, `[DONE]` included."""
     with httpx.stream(
         "POST",
         f"{gateway}/openai/eu/v1/chat/completions",
@@ -77,9 +76,18 @@ def test_an_answer_that_runs_past_its_window_is_felt_by_the_next_request(
     ) as stream:
         lines = stream.iter_lines()
         first = next(line for line in lines if line.startswith("data: {"))
-        assert first
-        clock.start += WINDOW  # the answer runs on into the next window
-        events = [line[6:] for line in lines if line.startswith("data: ")]
+        clock.start += WINDOW
+        return [first[6:]] + [line[6:] for line in lines if line.startswith("data: ")]
+
+
+def test_an_answer_that_runs_past_its_window_is_felt_by_the_next_request(
+    gateway: str, stack: Stack, clock: LimiterClock
+) -> None:
+    key = create_key(Settings(), "acme", "test")
+    messages = [{"role": "user", "content": "[[words:600]] tell me everything"}]
+    body = {"model": "gpt-4o", "messages": messages, "stream": True}
+    body["stream_options"] = {"include_usage": True}
+    events = stream_into_the_next_window(gateway, key, body, clock)
     used = json.loads(events[-2])["usage"]["total_tokens"]
     reserved = reserve_of("gpt-4o", messages, 10)
     assert used > reserved + 500  # it overshot its reservation by far
@@ -96,16 +104,7 @@ def test_an_overshoot_that_fills_the_window_refuses_the_next_request(
     key = create_key(Settings(), "acme", "test")
     messages = [{"role": "user", "content": "[[words:3500]] tell me everything"}]
     body = {"model": "gpt-4o", "messages": messages, "stream": True}
-    with httpx.stream(
-        "POST",
-        f"{gateway}/openai/eu/v1/chat/completions",
-        json=body,
-        headers={"authorization": f"Bearer {key}"},
-    ) as stream:
-        lines = stream.iter_lines()
-        next(line for line in lines if line.startswith("data: {"))
-        clock.start += WINDOW
-        assert list(lines)[-2] == "data: [DONE]"
+    assert stream_into_the_next_window(gateway, key, body, clock)[-1] == "[DONE]"
     refused = httpx.post(
         f"{gateway}/openai/eu/v1/chat/completions",
         json={"model": "gpt-4o", "messages": SMALL, "max_completion_tokens": 5},
