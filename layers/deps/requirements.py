@@ -3,10 +3,8 @@
 ALWAYS are distributions the deployed function imports whether or not pyproject lists them among the
 runtime dependencies yet; each is added only when missing there (with the version bound of the optional
 dependencies when it is listed only there):
-- uvicorn serves `chatgate.asgi:app` behind Lambda Web Adapter in streaming mode;
-- pydantic-settings: chatgate.settings imports it, but pyproject's runtime dependencies lack it (the dev
-  extras bring it in indirectly, which hides the gap everywhere but on Lambda). Once pyproject lists it,
-  this entry changes nothing. tests/deploy/test_layer.py checks every import the entry points reach.
+- uvicorn serves `chatgate.asgi:app` behind Lambda Web Adapter in streaming mode.
+tests/deploy/test_layer.py checks every import the entry points reach.
 
 Usage: python3 requirements.py [path/to/pyproject.toml]   (Python 3.11+: tomllib)
 """
@@ -18,7 +16,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-ALWAYS = ("uvicorn", "pydantic-settings")
+ALWAYS = ("uvicorn",)
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 

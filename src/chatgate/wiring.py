@@ -122,10 +122,6 @@ def build_services(settings: Settings) -> Services:
     from chatgate.stores.usage_dynamodb import DynamoDBUsageStore
     from chatgate.stores.workspaces_dynamodb import DynamoDBWorkspaceStore
 
-    if settings.tokenizer_warmup:  # in a background thread: the instance does not wait for it
-        from chatgate import tokens
-
-        tokens.warm_up(settings.models)
     # One TLS context (CA bundle loaded once) for both pools: each httpx client would otherwise build its own.
     tls = httpx.create_ssl_context()
     aws_http = aws_http_client(verify=tls)
@@ -135,6 +131,12 @@ def build_services(settings: Settings) -> Services:
         max_age=settings.secret_max_age_seconds,
     )
     http = http_client(settings, verify=tls)
+    if settings.tokenizer_warmup:
+        # Last, in a background thread: the vocabulary is read while the instance opens its port and its
+        # first request waits on the network, rather than competing with the clients built above.
+        from chatgate import tokens
+
+        tokens.warm_up(settings.models)
     return Services(
         settings=settings,
         authenticator=Authenticator(

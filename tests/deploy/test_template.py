@@ -263,13 +263,7 @@ def test_function_environment_configures_the_app(transformed, mode):
 def test_every_chatgate_variable_is_a_setting_the_app_reads(template):
     """A misspelt CHATGATE_* name would be ignored silently by the app; catch it here."""
     env = template["Resources"]["ChatCompletionsFunction"]["Properties"]["Environment"]["Variables"]
-    prefix = Settings.model_config.get("env_prefix", "")
-    known = set()
-    for name, field in Settings.model_fields.items():
-        known.add(f"{prefix}{name}".upper())
-        if isinstance(field.validation_alias, str):
-            known.add(field.validation_alias.upper())
-
+    known = Settings.environment_variables()
     unknown = [name for name in env if name.startswith("CHATGATE_") and name not in known]
     assert not unknown
 
