@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from chatgate.errors import ChatgateError
-from chatgate.upstream.azure import AzureOpenAI
+from chatgate.upstream.azure import AzureOpenAI, StoredResponseCall
 from chatgate.upstream.config import AzureResource, UpstreamTarget
 
 TARGET = UpstreamTarget(
@@ -77,6 +77,7 @@ async def test_429_keeps_retry_headers() -> None:
         (httpx.Response(404, json={"error": {"code": "DeploymentNotFound"}}), 404, "model_not_found"),
         (httpx.Response(408), 504, "upstream_timeout"),
         (httpx.Response(200, text="not json"), 502, "upstream_error"),
+        (httpx.Response(200, json=["not", "an", "object"]), 502, "upstream_error"),
         (httpx.ReadTimeout("slow"), 504, "upstream_timeout"),
         (httpx.ConnectTimeout("no route"), 502, "upstream_error"),
         (httpx.ConnectError("refused"), 502, "upstream_error"),
@@ -103,3 +104,19 @@ async def test_other_4xx_pass_through_with_param() -> None:
         "invalid_value",
         "bad tool schema",
     )
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+@pytest.mark.parametrize("body", [b"<html>proxy error</html>", b"", b"[1, 2]"])
+async def test_a_stored_response_call_never_passes_on_a_body_that_is_not_json(
+    method: str, body: bytes
+) -> None:
+    """GET / DELETE /responses/{id}: a 200 whose body is not a JSON object (an HTML page from a proxy) is a
+    502 in the contract's shape, never relayed as the API's answer (the Responses fuzz suite found it)."""
+    client = AzureOpenAI(
+        httpx.AsyncClient(transport=httpx.MockTransport(lambda _: httpx.Response(200, content=body)))
+    )
+    call = StoredResponseCall(region="eu", resource=TARGET.resource, response_id="resp_1")
+    with pytest.raises(ChatgateError) as caught:
+        await client.stored_response(call, method)
+    assert (caught.value.status_code, caught.value.code) == (502, "upstream_error")

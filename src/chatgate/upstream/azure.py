@@ -138,6 +138,7 @@ class AzureOpenAI:
                 response.headers,
                 not_found=response_not_found(call.response_id),
             )
+        _readable(response.content)
         return response.content
 
     async def _send_json(self, target: UpstreamTarget, request: httpx.Request) -> Completion:
@@ -151,11 +152,8 @@ class AzureOpenAI:
         observation.upstream_answered(response.headers.get(UPSTREAM_REQUEST_ID))
         if response.status_code >= 300:
             raise status_error(target, response.status_code, response.content, response.headers)
-        try:
-            parsed = json.loads(response.content)
-            usage = parsed.get("usage") if isinstance(parsed, dict) else None
-        except ValueError:
-            raise UpstreamError("The upstream returned a response chatgate could not read.") from None
+        parsed = _readable(response.content)
+        usage = parsed.get("usage")
         return Completion(
             content=response.content,
             usage=usage if isinstance(usage, dict) else None,
@@ -213,6 +211,18 @@ class UpstreamStream:
 # What sending can raise when the connection fails: httpx's errors, and what leaks from the layers below it
 # when Azure (or whatever is at the endpoint) resets the connection at connect time: anyio then raises
 # AttributeError on a socket that is already gone (tests/component/test_faults.py resets connections).
+def _readable(content: bytes) -> dict[str, Any]:
+    """Azure's JSON object, or a 502: a body that is not one (an HTML error page from a proxy, say) is
+    never passed on as if it were the API's answer."""
+    try:
+        parsed = json.loads(content)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise UpstreamError("The upstream returned a response chatgate could not read.")
+    return parsed
+
+
 TRANSPORT_FAILURES: tuple[type[Exception], ...] = (httpx.HTTPError, OSError, AttributeError)
 
 
