@@ -21,6 +21,7 @@ from fastapi import Request, Response
 from starlette.types import Receive, Scope, Send
 
 from chatgate import observability
+from chatgate.concurrently import both
 from chatgate.dependencies import read_body
 from chatgate.errors import ChatgateError
 from chatgate.settlement import Settlement
@@ -54,12 +55,14 @@ async def run(
         began = time.perf_counter()
         raw = await read_body(request, settings.max_body_bytes)
         parsed = api.parse(raw)
-        target = await services.upstreams.resolve(region, caller.workspace_id, parsed.model)
-        observed.identify(model=parsed.model)  # allowed for this caller: safe as a metric dimension
-
-        # The limits first: a prompt above the token limit is refused whatever its size, so counting a
+        # The upstream and the limits at once (each a round trip on a cold instance). The limits come
+        # before counting: a prompt above the token limit is refused whatever its size, so counting a
         # hostile 4 MiB body stops there (tokens.count_prompt_tokens, stop_above).
-        limits = await services.workspaces.limits(caller.workspace_id, parsed.model)
+        target, limits = await both(
+            services.upstreams.resolve(region, caller.workspace_id, parsed.model),
+            services.workspaces.limits(caller.workspace_id, parsed.model),
+        )
+        observed.identify(model=parsed.model)  # allowed for this caller: safe as a metric dimension
         prompt = await api.prompt_tokens(parsed, stop_above=limits.tokens)
         allowance = parsed.max_output_tokens or settings.default_completion_reserve
         observed.step("validate", began)

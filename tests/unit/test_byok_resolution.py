@@ -4,8 +4,9 @@ cost on a warm instance, and changes within the max age."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import boto3
@@ -14,6 +15,7 @@ from moto import mock_aws
 
 from chatgate.errors import ModelNotFound, ServiceUnavailable, UpstreamError
 from chatgate.settings import Settings
+from chatgate.stores.aws import AwsError, AwsJsonClient
 from chatgate.stores.secrets import SecretsManagerSource
 from chatgate.upstream.config import UpstreamDirectory, byok_capable
 
@@ -82,7 +84,8 @@ async def test_a_byok_workspace_gets_its_resource_deployments_and_models(aws: An
         await upstreams.resolve("eu", "acme", "gpt-4.1")  # the stack's, not acme's
     catalog = await upstreams.catalog("eu", "acme")
     assert catalog.models == ("gpt-4o", "acme-tuned") and catalog.owned_by == "acme" and catalog.byok
-    assert calls == ["chatgate/byok/acme/eu"]  # the shared secret was never needed
+    # the shared secret is read alongside the workspace's own on a cold instance, then neither again
+    assert sorted(calls) == ["chatgate/byok/acme/eu", "chatgate/upstream/eu"]
     assert "acme-key" not in repr(target)  # the key stays out of reprs (and so out of tracebacks)
 
 
@@ -195,3 +198,42 @@ async def test_a_stored_endpoint_outside_the_policy_is_a_502_at_resolution() -> 
         byok_endpoints=EndpointPolicy(allow_http_loopback=True),
     )
     assert (await loopback.resolve("eu", "acme", "gpt-4o")).resource.endpoint == "http://127.0.0.1:9001"
+
+
+async def test_a_cold_instance_reads_both_secrets_at_once() -> None:
+    """The workspace's own secret and the stack's are read concurrently: one round trip, not two."""
+    in_flight: list[str] = []
+    both_in_flight = asyncio.Event()
+
+    class Reader(AwsJsonClient):  # Secrets Manager's API as the gateway calls it
+        def __init__(self) -> None:
+            pass
+
+        async def call(self, action: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+            name = payload["SecretId"]
+            in_flight.append(name)
+            if len(in_flight) == 2:
+                both_in_flight.set()
+            await asyncio.wait_for(both_in_flight.wait(), timeout=5)  # times out if read one by one
+            if "byok" in name:
+                raise AwsError("ResourceNotFoundException", 400, {})
+            return {"SecretString": json.dumps(SHARED)}
+
+    upstreams = UpstreamDirectory(
+        SecretsManagerSource(Reader(), max_age=60),
+        models=SETTINGS.models,
+        secret_name=SETTINGS.upstream_secret_name,
+        byok_secret_name=SETTINGS.byok_secret_name,
+    )
+    target = await upstreams.resolve("eu", "globex", "gpt-4o")
+    assert target.resource.endpoint == SHARED["endpoint"]
+    assert sorted(in_flight) == ["chatgate/byok/globex/eu", "chatgate/upstream/eu"]
+
+
+async def test_a_byok_workspace_does_not_need_the_stacks_secret(aws: Any) -> None:
+    aws.create_secret(Name=SETTINGS.byok_secret_name("acme", "eu"), SecretString=json.dumps(OWN))
+    aws.delete_secret(SecretId=SETTINGS.upstream_secret_name("eu"), ForceDeleteWithoutRecovery=True)
+    upstreams = directory(aws, Clock(), [])
+    assert (await upstreams.resolve("eu", "acme", "gpt-4o")).byok_workspace == "acme"
+    with pytest.raises(UpstreamError, match="No upstream is configured"):
+        await upstreams.resolve("eu", "globex", "gpt-4o")  # a workspace without its own still needs it

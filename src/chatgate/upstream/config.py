@@ -42,7 +42,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from chatgate.errors import ModelNotFound, UpstreamError
+from chatgate.concurrently import both
+from chatgate.errors import ChatgateError, ModelNotFound, UpstreamError
 from chatgate.settings import DEFAULT_BYOK_ENDPOINT_SUFFIXES, Settings
 
 # Azure's v1 surface: no api-version, serves every model (a dated version can be chosen per upstream).
@@ -225,15 +226,20 @@ class UpstreamDirectory:
 
     async def resolve(self, region: str, workspace_id: str, model: str) -> UpstreamTarget:
         """The target for a model in a region; ModelNotFound if the caller may not use the model."""
-        own = await self._byok(region, workspace_id)
+        if model in self._models:  # the stack's resource is read alongside the workspace's own, if any
+            own, shared = await both(self._byok(region, workspace_id), self._shared_or_error(region))
+        else:
+            own, shared = await self._byok(region, workspace_id), None
         if own is not None:
             if model not in self._byok_models(own):
                 raise ModelNotFound(model)
             resource, byok_workspace = own, workspace_id
+        elif shared is None:
+            raise ModelNotFound(model)
+        elif isinstance(shared, ChatgateError):
+            raise shared
         else:
-            if model not in self._models:
-                raise ModelNotFound(model)
-            resource, byok_workspace = await self.resource(region), None
+            resource, byok_workspace = shared, None
         return UpstreamTarget(
             region=region,
             model=model,
@@ -241,6 +247,13 @@ class UpstreamDirectory:
             deployment=resource.deployment_for(model),
             byok_workspace=byok_workspace,
         )
+
+    async def _shared_or_error(self, region: str) -> AzureResource | ChatgateError:
+        """The stack's resource, or its error as a value: a workspace with its own resource never needs it."""
+        try:
+            return await self.resource(region)
+        except ChatgateError as error:
+            return error
 
     async def catalog(self, region: str, workspace_id: str) -> ModelCatalog:
         """The models the workspace may use in the region (`GET /v1/models`)."""
