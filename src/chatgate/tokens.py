@@ -123,7 +123,7 @@ def count_text(encoding: Encoding, text: str, *, stop_above: int | None = None) 
 INLINE_COUNT_BYTES = 8_192
 # Until tiktoken is built (0.33 s of CPU, on the first text that needs it, or once counting without it
 # has cost as much), bodies up to this size are counted by tokenizer.SmallTextBpe: exact, about 0.8
-# microseconds a byte, and ready 80 ms after start.
+# microseconds a byte, and ready about 0.1 s after start.
 SMALL_TEXT_BYTES = 2_048
 
 
