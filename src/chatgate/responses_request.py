@@ -157,50 +157,69 @@ def validate_responses_request(body: Any) -> ResponsesRequest:
 # --- input tokens ----------------------------------------------------------------------------------------
 
 
-def count_input_tokens(model: str, body: Mapping[str, Any], *, encoding: Encoding | None = None) -> int:
+def count_input_tokens(
+    model: str,
+    body: Mapping[str, Any],
+    *,
+    stop_above: int | None = None,
+    encoding: Encoding | None = None,
+) -> int:
     """Input tokens of a Responses request: instructions, input items and tool definitions, with the chat
     formula's per-message overheads (the stored conversation of `previous_response_id` is not counted
-    here: it is not known before Azure answers; settlement corrects the reservation to Azure's usage)."""
+    here: it is not known before Azure answers; settlement corrects the reservation to Azure's usage).
+    With `stop_above` (the caller's token limit), counting may stop once the count passes it, as for chat
+    prompts: a hostile 4 MiB input costs what counting past the limit costs, not its whole size."""
     encoding = encoding or tokens.encoding_for(model)
+
+    def left(total: int) -> int | None:
+        return None if stop_above is None else stop_above - total
+
     total = tokens.REPLY_PRIMING
     instructions = body.get("instructions")
     if isinstance(instructions, str):
-        total += tokens.TOKENS_PER_MESSAGE + tokens.count_text(encoding, instructions)
+        total += tokens.TOKENS_PER_MESSAGE
+        total += tokens.count_text(encoding, instructions, stop_above=left(total))
     value = body.get("input")
     items = [{"role": "user", "content": value}] if isinstance(value, str) else value
     if isinstance(instructions, list):
         items = [*instructions, *(items if isinstance(items, list) else [])]
     for item in items if isinstance(items, list) else ():
+        if stop_above is not None and total > stop_above:
+            return total
         if isinstance(item, dict):
-            total += _count_item(encoding, item)
-    total += _count_tools(encoding, body.get("tools"))
-    return total
+            total += _count_item(encoding, item, left(total))
+    if stop_above is not None and total > stop_above:
+        return total
+    return total + _count_tools(encoding, body.get("tools"))
 
 
-def _count_item(encoding: Encoding, item: dict[str, Any]) -> int:
+def _count_item(encoding: Encoding, item: dict[str, Any], stop_above: int | None = None) -> int:
     kind = item.get("type", "message")
     if kind == "message" or "role" in item:
-        return tokens.TOKENS_PER_MESSAGE + _count_content(encoding, item.get("content"))
+        return tokens.TOKENS_PER_MESSAGE + _count_content(encoding, item.get("content"), stop_above)
     if kind in ("function_call", "custom_tool_call"):
         text = "".join(str(item.get(k) or "") for k in ("name", "arguments", "input"))
-        return tokens.TOKENS_PER_TOOL_CALL + tokens.count_text(encoding, text)
+        return tokens.TOKENS_PER_TOOL_CALL + tokens.count_text(encoding, text, stop_above=stop_above)
     if kind.endswith("_output"):
         output = item.get("output")
         if isinstance(output, str):
-            return tokens.TOKENS_PER_MESSAGE + tokens.count_text(encoding, output)
-        return tokens.TOKENS_PER_MESSAGE + _count_content(encoding, output)
+            return tokens.TOKENS_PER_MESSAGE + tokens.count_text(encoding, output, stop_above=stop_above)
+        return tokens.TOKENS_PER_MESSAGE + _count_content(encoding, output, stop_above)
     if kind == "reasoning":  # summaries only; encrypted content is the model's own state
         summary = item.get("summary")
-        return _count_content(encoding, summary)
+        return _count_content(encoding, summary, stop_above)
     rest = {k: v for k, v in item.items() if k not in ("id", "status")}
-    return tokens.count_text(encoding, json.dumps(rest, separators=(",", ":"), ensure_ascii=False))
+    text = json.dumps(rest, separators=(",", ":"), ensure_ascii=False)
+    return tokens.count_text(encoding, text, stop_above=stop_above)
 
 
-def _count_content(encoding: Encoding, content: Any) -> int:
+def _count_content(encoding: Encoding, content: Any, stop_above: int | None = None) -> int:
     if isinstance(content, str):
-        return tokens.count_text(encoding, content)
+        return tokens.count_text(encoding, content, stop_above=stop_above)
     total = 0
     for part in content if isinstance(content, list) else ():
+        if stop_above is not None and total > stop_above:
+            return total
         if not isinstance(part, dict):
             continue
         kind = part.get("type")
@@ -211,7 +230,8 @@ def _count_content(encoding: Encoding, content: Any) -> int:
         else:
             for key in ("text", "refusal"):
                 if isinstance(part.get(key), str):
-                    total += tokens.count_text(encoding, part[key])
+                    left = None if stop_above is None else stop_above - total
+                    total += tokens.count_text(encoding, part[key], stop_above=left)
     return total
 
 

@@ -3,6 +3,7 @@ Azure as sent; input tokens are counted offline."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -110,3 +111,36 @@ def test_chat_usage_names() -> None:
     usage = {"input_tokens": 5, "output_tokens": 7, "total_tokens": 12, "output_tokens_details": {}}
     assert chat_usage(usage) == {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}
     assert chat_usage(None) is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"input": "word " * 40_000},
+        {
+            "input": [
+                {"role": "user", "content": "word " * 20_000},
+                {"role": "user", "content": "word " * 20_000},
+            ]
+        },
+        {"input": [{"role": "user", "content": [{"type": "input_text", "text": "word " * 5_000}] * 8}]},
+        {"instructions": "word " * 40_000, "input": "hi"},
+        {"input": [{"type": "function_call_output", "call_id": "c", "output": "word " * 40_000}]},
+    ],
+    ids=["string", "items", "parts", "instructions", "tool-output"],
+)
+def test_an_input_count_can_stop_once_past_the_callers_limit(body):
+    """As for chat prompts: a hostile input is counted only until it passes the caller's token limit."""
+    body = {"model": "gpt-4o", **body}
+    full = count_input_tokens("gpt-4o", body)
+    early = count_input_tokens("gpt-4o", body, stop_above=1000)
+    assert 1000 < early < full
+    assert count_input_tokens("gpt-4o", body, stop_above=full) == full
+
+
+async def test_the_responses_adapter_counts_up_to_the_callers_limit():
+    from chatgate.apis.responses import ResponsesApi
+
+    api = ResponsesApi(ownership=None, workspace_id="acme", region="eu")  # type: ignore[arg-type]
+    request = api.parse(json.dumps({"model": "gpt-4o", "input": "word " * 40_000}).encode())
+    assert 1000 < await api.prompt_tokens(request, stop_above=1000) < await api.prompt_tokens(request)

@@ -20,6 +20,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from chatgate import tokens
@@ -152,7 +153,8 @@ class ResponsesApi:
         return replace(validate_responses_request(parse_body(raw)), body_size=len(raw))
 
     async def prompt_tokens(self, request: ResponsesRequest, *, stop_above: int | None = None) -> int:
-        return await tokens.count_async(request.model, count_input_tokens, request.forward, request.body_size)
+        count = partial(count_input_tokens, stop_above=stop_above)
+        return await tokens.count_async(request.model, count, request.forward, request.body_size)
 
     async def complete(self, azure: AzureOpenAI, target: UpstreamTarget, request: ResponsesRequest) -> Answer:
         await self._check_previous(request)
