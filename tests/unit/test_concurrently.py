@@ -47,6 +47,7 @@ async def test_a_failure_of_the_first_cancels_the_second() -> None:
     cancelled = asyncio.Event()
 
     async def fails() -> None:
+        await asyncio.sleep(0.01)  # the second is under way by then
         raise KeyError("first")
 
     async def waits() -> None:
