@@ -34,8 +34,8 @@ def _variable(name: str, field: FieldInfo) -> str:
 
 class Settings(BaseModel):
     """Configuration from the environment (names in the contract's "Configuration names" table). Each
-    field reads CHATGATE_<FIELD> or its alias (names matched whatever their case); keyword arguments, by
-    field name or alias as the environment spells it, win over the environment."""
+    field reads CHATGATE_<FIELD>, or its alias where it has one (names matched whatever their case).
+    Keyword arguments win over the environment: by field name, or by alias for the aliased fields."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
