@@ -1,10 +1,10 @@
 """Prompt token counting for rate limiting: exact tokenizer, OpenAI's published chat overhead formula.
 
 The tokenizers (tokenizer.py) are tiktoken's Rust BPE with the o200k_base and cl100k_base vocabularies
-shipped in the dependency layer: nothing is downloaded at run time. A model family's encoding loads on the
-first request that needs it (`encoding_for_async`, off the event loop); counting costs time linear in the
-text's length (pathological runs included) and releases the GIL, so `count_prompt_tokens_async` counts
-large bodies in a worker thread.
+shipped with chatgate: nothing is downloaded at run time. A model family's vocabulary is read when a request
+first needs it, off the event loop (`count_async`); short prompts are counted before tiktoken is built,
+larger ones with it. Counting costs time linear in the text's length (pathological runs included) and
+tiktoken releases the GIL, so `count_prompt_tokens_async` counts large bodies in a worker thread.
 
 The message formula is the one in OpenAI's cookbook "How to count tokens with tiktoken" (3 tokens per
 message, 1 per name, 3 to prime the reply; functions: 7/10 per function, 3 per property, ...), which the
@@ -80,11 +80,6 @@ def encoding_name_for(model: str) -> str:
 def encoding_for(model: str) -> Encoding:
     """The model's tiktoken encoding, built once per process (blocking on the first call of a family)."""
     return tokenizer.load(encoding_name_for(model))
-
-
-async def encoding_for_async(model: str) -> Encoding:
-    """The model's tiktoken encoding; a first build runs in a worker thread, off the event loop."""
-    return await tokenizer.load_async(encoding_name_for(model))
 
 
 def warm_up(models: tuple[str, ...] | list[str]) -> threading.Thread | None:
