@@ -13,8 +13,8 @@ import asyncio
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -192,9 +192,15 @@ class Upstream:
         return httpx.Response(200, json=azure_completion())
 
 
-@pytest.fixture(scope="module")
-def in_process() -> Iterator[tuple[asyncio.AbstractEventLoop, httpx.AsyncClient, str, Upstream]]:
-    upstream = Upstream()
+U = TypeVar("U", bound=Callable[[httpx.Request], httpx.Response])
+
+
+def gateway_in_process(
+    upstream: U, *, authorized: bool = False
+) -> Iterator[tuple[asyncio.AbstractEventLoop, httpx.AsyncClient, str, U]]:
+    """The gateway over memory stores and `upstream`, limits out of reach, with a workspace key (sent on
+    every request when `authorized`) and its own event loop: (loop, client, key, upstream). Both fuzz suites
+    use it as a module fixture."""
     services, keys, _ = fake_services(
         upstream, CHATGATE_RPM_LIMIT="1000000000", CHATGATE_TPM_LIMIT="1000000000"
     )
@@ -203,10 +209,16 @@ def in_process() -> Iterator[tuple[asyncio.AbstractEventLoop, httpx.AsyncClient,
     client = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=create_app(services=services), raise_app_exceptions=False),
         base_url="http://gateway",
+        headers={"authorization": f"Bearer {key}"} if authorized else None,
     )
     yield loop, client, key, upstream
     loop.run_until_complete(client.aclose())
     loop.close()
+
+
+@pytest.fixture(scope="module")
+def in_process() -> Iterator[tuple[asyncio.AbstractEventLoop, httpx.AsyncClient, str, Upstream]]:
+    yield from gateway_in_process(Upstream())
 
 
 @settings(

@@ -17,10 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chatgate.app import create_app
 from chatgate.responses_request import _CHECKS
-from tests.component.test_fuzz import JSON, SEEN, TEXT, UPSTREAM_MODES, check
-from tests.fakes import fake_services
+from tests.component.test_fuzz import JSON, SEEN, TEXT, UPSTREAM_MODES, check, gateway_in_process
 
 EXAMPLES = int(os.environ.get("FUZZ_RESPONSES_EXAMPLES", "800"))
 SEEN.setdefault("responses in-process", Counter())
@@ -107,20 +105,7 @@ class Upstream:
 
 @pytest.fixture(scope="module")
 def in_process() -> Iterator[tuple[asyncio.AbstractEventLoop, httpx.AsyncClient, str, Upstream]]:
-    upstream = Upstream()
-    services, keys, _ = fake_services(
-        upstream, CHATGATE_RPM_LIMIT="1000000000", CHATGATE_TPM_LIMIT="1000000000"
-    )
-    key = keys.add("fuzz")
-    loop = asyncio.new_event_loop()
-    client = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(services=services), raise_app_exceptions=False),
-        base_url="http://gateway",
-        headers={"authorization": f"Bearer {key}"},
-    )
-    yield loop, client, key, upstream
-    loop.run_until_complete(client.aclose())
-    loop.close()
+    yield from gateway_in_process(Upstream(), authorized=True)
 
 
 PATHS = st.sampled_from(
