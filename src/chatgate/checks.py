@@ -54,41 +54,32 @@ def is_number(value: Any) -> bool:
 
 
 def number(low: float, high: float) -> Check:
-    def check(param: str, value: Any, _body: Mapping[str, Any]) -> None:
-        if not is_number(value):
-            raise type_error(param, "a decimal", value)
-        if value < low:
-            raise value_error(
-                param,
-                f"decimal below minimum value. Expected a value >= {low:g}, but got {value} instead.",
-                "decimal_below_min_value",
-            )
-        if value > high:
-            raise value_error(
-                param,
-                f"decimal above maximum value. Expected a value <= {high:g}, but got {value} instead.",
-                "decimal_above_max_value",
-            )
-
-    return check
+    return _within("decimal", "a decimal", is_number, low, high, "g")
 
 
 def integer(low: int, high: int) -> Check:
+    return _within("integer", "an integer", is_int, low, high, "")
+
+
+def _within(
+    noun: str, kind: str, accepts: Callable[[Any], bool], low: float, high: float, shown: str
+) -> Check:
+    """A value `accepts` takes (else a type error naming `kind`) within [low, high], in OpenAI's words:
+    "<noun> below minimum value. Expected a value >= <low>, but got <value> instead." (`shown` formats the
+    bound), code "<noun>_below_min_value"; and the same above the maximum."""
+
     def check(param: str, value: Any, _body: Mapping[str, Any]) -> None:
-        if not is_int(value):
-            raise type_error(param, "an integer", value)
-        if value < low:
-            raise value_error(
-                param,
-                f"integer below minimum value. Expected a value >= {low}, but got {value} instead.",
-                "integer_below_min_value",
-            )
-        if value > high:
-            raise value_error(
-                param,
-                f"integer above maximum value. Expected a value <= {high}, but got {value} instead.",
-                "integer_above_max_value",
-            )
+        if not accepts(value):
+            raise type_error(param, kind, value)
+        if low <= value <= high:
+            return
+        below = value < low
+        where, sign, bound = ("below minimum", ">=", low) if below else ("above maximum", "<=", high)
+        raise value_error(
+            param,
+            f"{noun} {where} value. Expected a value {sign} {format(bound, shown)}, but got {value} instead.",
+            f"{noun}_{'below_min' if below else 'above_max'}_value",
+        )
 
     return check
 
