@@ -43,6 +43,12 @@ def value_error(param: str, message: str, code: str = "invalid_value") -> Invali
     return InvalidRequest(f"Invalid '{param}': {message}", param=param, code=code)
 
 
+def missing(param: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
+    )
+
+
 def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

@@ -17,7 +17,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chatgate import tokens
-from chatgate.checks import boolean, integer, is_int, json_object, kind_of, number, string, type_error
+from chatgate.checks import (
+    boolean,
+    integer,
+    is_int,
+    json_object,
+    kind_of,
+    missing,
+    number,
+    string,
+    type_error,
+)
 from chatgate.errors import InvalidRequest
 from chatgate.tokenizer import Encoding
 
@@ -126,9 +136,7 @@ def validate_responses_request(body: Any) -> ResponsesRequest:
             f"Invalid body: expected a JSON object, but got {kind_of(body)} instead.", code="invalid_type"
         )
     if body.get("model") is None:
-        raise InvalidRequest(
-            "Missing required parameter: 'model'.", param="model", code="missing_required_parameter"
-        )
+        raise missing("model")
     for name, check in _CHECKS.items():
         if body.get(name) is not None:
             check(name, body[name])

@@ -20,6 +20,7 @@ from chatgate.checks import (
     integer,
     json_object,
     kind_of,
+    missing,
     number,
     one_of,
     string,
@@ -78,9 +79,7 @@ def validate_chat_request(body: Any) -> ChatRequest:
             )
     for name in ("messages", "model"):
         if body.get(name) is None:
-            raise InvalidRequest(
-                f"Missing required parameter: '{name}'.", param=name, code="missing_required_parameter"
-            )
+            raise missing(name)
     for name, check in _CHECKS.items():
         if body.get(name) is not None:
             check(name, body[name], body)
@@ -111,11 +110,7 @@ def _messages(param: str, value: Any, body: Mapping[str, Any]) -> None:
             raise type_error(where, "an object", message)
         role = message.get("role")
         if role is None:
-            raise InvalidRequest(
-                f"Missing required parameter: '{where}.role'.",
-                param=f"{where}.role",
-                code="missing_required_parameter",
-            )
+            raise missing(f"{where}.role")
         string(f"{where}.role", role, body)  # a growing set (developer is recent): Azure judges the value
         content = message.get("content")
         if content is not None and not isinstance(content, (str, list)):
@@ -154,27 +149,15 @@ def _top_logprobs(param: str, value: Any, body: Mapping[str, Any]) -> None:
 def _response_format(param: str, value: Any, body: Mapping[str, Any]) -> None:
     json_object(param, value, body)
     if "type" not in value:
-        raise InvalidRequest(
-            f"Missing required parameter: '{param}.type'.",
-            param=f"{param}.type",
-            code="missing_required_parameter",
-        )
+        raise missing(f"{param}.type")
     one_of("text", "json_object", "json_schema")(f"{param}.type", value["type"], body)
     if value["type"] == "json_schema":
         schema = value.get("json_schema")
         if schema is None:
-            raise InvalidRequest(
-                f"Missing required parameter: '{param}.json_schema'.",
-                param=f"{param}.json_schema",
-                code="missing_required_parameter",
-            )
+            raise missing(f"{param}.json_schema")
         json_object(f"{param}.json_schema", schema, body)
         if not isinstance(schema.get("name"), str):
-            raise InvalidRequest(
-                f"Missing required parameter: '{param}.json_schema.name'.",
-                param=f"{param}.json_schema.name",
-                code="missing_required_parameter",
-            )
+            raise missing(f"{param}.json_schema.name")
 
 
 def _stop(param: str, value: Any, body: Mapping[str, Any]) -> None:
@@ -189,11 +172,7 @@ def _function_name(param: str, value: Any, body: Mapping[str, Any]) -> str:
     json_object(param, value, body)
     name = value.get("name")
     if name is None:
-        raise InvalidRequest(
-            f"Missing required parameter: '{param}.name'.",
-            param=f"{param}.name",
-            code="missing_required_parameter",
-        )
+        raise missing(f"{param}.name")
     string(f"{param}.name", name, body)
     return str(name)
 
@@ -233,11 +212,7 @@ def _tool_choice(param: str, value: Any, body: Mapping[str, Any]) -> None:
     json_object(param, value, body)
     kind = value.get("type")
     if kind is None:
-        raise InvalidRequest(
-            f"Missing required parameter: '{param}.type'.",
-            param=f"{param}.type",
-            code="missing_required_parameter",
-        )
+        raise missing(f"{param}.type")
     string(f"{param}.type", kind, body)
     if kind == "allowed_tools":
         _allowed_tools(f"{param}.allowed_tools", value.get("allowed_tools"), body)
@@ -249,17 +224,11 @@ def _tool_choice(param: str, value: Any, body: Mapping[str, Any]) -> None:
 
 def _allowed_tools(param: str, value: Any, body: Mapping[str, Any]) -> None:
     if value is None:
-        raise InvalidRequest(
-            f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
-        )
+        raise missing(param)
     json_object(param, value, body)
     for name in ("mode", "tools"):
         if value.get(name) is None:
-            raise InvalidRequest(
-                f"Missing required parameter: '{param}.{name}'.",
-                param=f"{param}.{name}",
-                code="missing_required_parameter",
-            )
+            raise missing(f"{param}.{name}")
     string(f"{param}.mode", value["mode"], body)
     for i, tool in enumerate(array(f"{param}.tools", value["tools"], 0, 128)):
         json_object(f"{param}.tools[{i}]", tool, body)
