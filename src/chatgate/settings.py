@@ -97,10 +97,6 @@ class Settings(BaseModel):
     byok_endpoint_suffixes_csv: str | None = Field(None, validation_alias="CHATGATE_BYOK_ENDPOINT_SUFFIXES")
     byok_allow_http_loopback: bool = False
 
-    # At start, read the vocabulary most configured models use in a background thread (~0.1 s; the first
-    # short prompt then finds its counter ready); false: each family's is read on its first request.
-    tokenizer_warmup: bool = True
-
     log_level: str = "INFO"
 
     # Observability (docs/observability.md): the CloudWatch namespace of the metrics lines, and whether

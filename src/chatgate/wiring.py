@@ -131,12 +131,6 @@ def build_services(settings: Settings) -> Services:
         max_age=settings.secret_max_age_seconds,
     )
     http = http_client(settings, verify=tls)
-    if settings.tokenizer_warmup:
-        # Last, in a background thread: the vocabulary is read while the instance opens its port and its
-        # first request waits on the network, rather than competing with the clients built above.
-        from chatgate import tokens
-
-        tokens.warm_up(settings.models)
     return Services(
         settings=settings,
         authenticator=Authenticator(

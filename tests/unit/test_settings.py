@@ -11,11 +11,11 @@ from chatgate.settings import Settings
 def test_fields_read_their_variables_and_keyword_arguments_win(monkeypatch):
     monkeypatch.setenv("CHATGATE_RPM_LIMIT", "7")
     monkeypatch.setenv("CHATGATE_TPM_LIMIT", "900")
-    monkeypatch.setenv("CHATGATE_TOKENIZER_WARMUP", "false")
+    monkeypatch.setenv("CHATGATE_METRICS_ENABLED", "false")
 
     settings = Settings(tpm_limit=1000)
 
-    assert (settings.rpm_limit, settings.tpm_limit, settings.tokenizer_warmup) == (7, 1000, False)
+    assert (settings.rpm_limit, settings.tpm_limit, settings.metrics_enabled) == (7, 1000, False)
 
 
 def test_aliased_fields_read_their_alias(monkeypatch):

