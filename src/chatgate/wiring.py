@@ -22,6 +22,7 @@ from chatgate.auth import Authenticator
 from chatgate.ownership import ResponseOwnership
 from chatgate.ratelimit import Limits, RateLimiter
 from chatgate.settings import Settings
+from chatgate.transport import Transport, tls_context
 from chatgate.upstream.azure import AzureOpenAI
 from chatgate.upstream.config import UpstreamDirectory, byok_endpoint_policy
 from chatgate.usage import UsageLedger
@@ -95,18 +96,17 @@ def aws_clients(settings: Settings) -> tuple[DynamoDBClient, SecretsManagerClien
 
 
 def http_client(settings: Settings, verify: ssl.SSLContext | bool = True) -> httpx.AsyncClient:
-    """The upstream HTTP client: pooled, keep-alive, explicit timeouts."""
+    """The upstream HTTP client: pooled, keep-alive, explicit timeouts (chatgate.transport underneath)."""
     return httpx.AsyncClient(
-        verify=verify,
+        transport=Transport(
+            ssl_context=tls_context(verify),
+            max_connections=settings.upstream_max_connections,
+            keepalive_expiry=60,
+        ),
         timeout=httpx.Timeout(
             settings.upstream_timeout_seconds,
             connect=settings.upstream_connect_timeout_seconds,
             pool=settings.upstream_connect_timeout_seconds,
-        ),
-        limits=httpx.Limits(
-            max_connections=settings.upstream_max_connections,
-            max_keepalive_connections=settings.upstream_max_connections,
-            keepalive_expiry=60,
         ),
         follow_redirects=False,
         trust_env=False,

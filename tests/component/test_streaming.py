@@ -423,5 +423,5 @@ def test_streams_read_to_their_end_reuse_one_upstream_connection(stack: Stack) -
         for _ in range(3):
             with client.chat.completions.create(model="gpt-4o-mini", messages=CATS, stream=True) as stream:
                 assert list(stream)
-        pool = app.state.services.http._transport._pool  # httpx's connection pool to the upstreams
-        assert len(pool.connections) == 1
+        transport = app.state.services.http._transport  # chatgate.transport, under the upstream client
+        assert transport.connections_opened == 1

@@ -32,6 +32,8 @@ from typing import Any
 
 import httpx
 
+from chatgate.transport import Transport, tls_context
+
 __all__ = ["AwsError", "AwsJsonClient", "AwsUnreachable", "Credentials", "Service", "sign"]
 
 
@@ -245,11 +247,11 @@ def _error(response: httpx.Response) -> AwsError:
 def aws_http_client(
     *, connect_timeout: float = 2.0, read_timeout: float = 5.0, verify: ssl.SSLContext | bool = True
 ) -> httpx.AsyncClient:
-    """The pool AWS calls share: short timeouts (a request must not hang on AWS), keep-alive."""
+    """The pool AWS calls share: short timeouts (a request must not hang on AWS), keep-alive
+    (chatgate.transport underneath)."""
     return httpx.AsyncClient(
-        verify=verify,
+        transport=Transport(ssl_context=tls_context(verify), max_connections=64, keepalive_expiry=50),
         timeout=httpx.Timeout(read_timeout, connect=connect_timeout, pool=connect_timeout),
-        limits=httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=50),
         follow_redirects=False,
         trust_env=False,
     )

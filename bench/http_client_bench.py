@@ -1,0 +1,100 @@
+"""One loopback POST through httpx: its default transport (httpcore on anyio) against chatgate.transport.
+
+    .venv/bin/python bench/http_client_bench.py [--calls 3000]
+
+The server is a minimal HTTP/1.1 responder in the same process (a DynamoDB-sized request, a 2-byte JSON
+answer), so what is measured is the client's own cost per call. Interleaved call by call on uvloop, as the
+gateway runs; medians printed. Run by hand, not in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import uvloop
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from chatgate.transport import Transport
+
+ANSWER = b"HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: 2\r\n\r\n{}"
+BODY = json.dumps({"TableName": "chatgate-ratelimits", "Key": {"pk": {"S": "ws#model#minute"}}}).encode()
+HEADERS = {
+    "content-type": "application/x-amz-json-1.0",
+    "x-amz-target": "DynamoDB_20120810.UpdateItem",
+    "authorization": "AWS4-HMAC-SHA256 " + "x" * 180,
+}
+
+
+async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                (
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                ),
+                0,
+            )
+            await reader.readexactly(length)
+            writer.write(ANSWER)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        writer.close()
+
+
+async def main(calls: int) -> None:
+    server = await asyncio.start_server(respond, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    timeout = httpx.Timeout(5, connect=2)
+    default = httpx.AsyncClient(trust_env=False, timeout=timeout)
+    lean = httpx.AsyncClient(trust_env=False, timeout=timeout, transport=Transport())
+
+    async def through(client: httpx.AsyncClient) -> None:
+        (await client.post(url, content=BODY, headers=HEADERS)).json()
+
+    async def transport_directly() -> None:
+        request = lean.build_request("POST", url, content=BODY, headers=HEADERS)
+        response = await lean._transport.handle_async_request(request)
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        response.json()
+
+    ways = {
+        "httpx, default transport": lambda: through(default),
+        "httpx, chatgate.transport": lambda: through(lean),
+        "chatgate.transport directly": transport_directly,
+    }
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(200):
+        for call in ways.values():
+            await call()
+    for _ in range(calls):
+        for name, call in ways.items():
+            start = time.perf_counter()
+            await call()
+            times[name].append((time.perf_counter() - start) * 1e6)
+    for name, values in times.items():
+        print(
+            f"{name:<30}p50 {statistics.median(values):6.0f} us   "
+            f"p99 {sorted(values)[int(0.99 * len(values))]:6.0f} us"
+        )
+    await default.aclose()
+    await lean.aclose()
+    server.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=3000)
+    uvloop.run(main(parser.parse_args().calls))
