@@ -1,4 +1,6 @@
-"""One loopback POST through httpx: its default transport (httpcore on anyio) against chatgate.transport.
+"""One loopback POST: httpx.AsyncClient on its default transport (httpcore on anyio), httpx.AsyncClient on
+chatgate.transport, and chatgate.transport.Client (what the gateway uses: httpx's requests and responses
+straight onto that transport).
 
     .venv/bin/python bench/http_client_bench.py [--calls 3000]
 
@@ -22,7 +24,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from chatgate.transport import Transport
+from chatgate.transport import Client, Transport
 
 ANSWER = b"HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: 2\r\n\r\n{}"
 BODY = json.dumps({"TableName": "chatgate-ratelimits", "Key": {"pk": {"S": "ws#model#minute"}}}).encode()
@@ -57,23 +59,15 @@ async def main(calls: int) -> None:
     timeout = httpx.Timeout(5, connect=2)
     default = httpx.AsyncClient(trust_env=False, timeout=timeout)
     lean = httpx.AsyncClient(trust_env=False, timeout=timeout, transport=Transport())
+    direct = Client(Transport(), timeout)
 
-    async def through(client: httpx.AsyncClient) -> None:
+    async def through(client: httpx.AsyncClient | Client) -> None:
         (await client.post(url, content=BODY, headers=HEADERS)).json()
-
-    async def transport_directly() -> None:
-        request = lean.build_request("POST", url, content=BODY, headers=HEADERS)
-        response = await lean._transport.handle_async_request(request)
-        try:
-            await response.aread()
-        finally:
-            await response.aclose()
-        response.json()
 
     ways = {
         "httpx, default transport": lambda: through(default),
         "httpx, chatgate.transport": lambda: through(lean),
-        "chatgate.transport directly": transport_directly,
+        "chatgate.transport.Client": lambda: through(direct),
     }
     times: dict[str, list[float]] = {name: [] for name in ways}
     for _ in range(200):
@@ -91,6 +85,7 @@ async def main(calls: int) -> None:
         )
     await default.aclose()
     await lean.aclose()
+    await direct.aclose()
     server.close()
 
 

@@ -16,6 +16,7 @@ upstream event is written to the socket as soon as it is read, framed by the API
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -71,7 +72,7 @@ class EventStreamResponse(Response):
         self.heartbeat_seconds = heartbeat_seconds
         self.max_seconds = max_seconds
         self.outcome = StreamOutcome()
-        self._write_lock = anyio.Lock()
+        self._write_lock = asyncio.Lock()  # uncontended, acquired without a trip round the event loop
         self._events: AsyncIterator[ServerSentEvent] | None = None
         self._last_write = time.monotonic()
 

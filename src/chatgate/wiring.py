@@ -22,7 +22,7 @@ from chatgate.auth import Authenticator
 from chatgate.ownership import ResponseOwnership
 from chatgate.ratelimit import Limits, RateLimiter
 from chatgate.settings import Settings
-from chatgate.transport import Transport, tls_context
+from chatgate.transport import Client, HttpClient, Transport, tls_context
 from chatgate.upstream.azure import AzureOpenAI
 from chatgate.upstream.config import UpstreamDirectory, byok_endpoint_policy
 from chatgate.usage import UsageLedger
@@ -44,9 +44,9 @@ class Services:
     limiter: RateLimiter
     usage: UsageLedger
     azure: AzureOpenAI
-    http: httpx.AsyncClient
+    http: HttpClient
     ownership: ResponseOwnership  # who owns each stored Responses API response
-    aws_http: httpx.AsyncClient | None = None
+    aws_http: HttpClient | None = None
 
     async def drain(self) -> None:
         """Wait for settlement writes still in flight (they run shielded, so a cancelled request's
@@ -95,21 +95,19 @@ def aws_clients(settings: Settings) -> tuple[DynamoDBClient, SecretsManagerClien
     return session.client("dynamodb", config=config), session.client("secretsmanager", config=config)
 
 
-def http_client(settings: Settings, verify: ssl.SSLContext | bool = True) -> httpx.AsyncClient:
-    """The upstream HTTP client: pooled, keep-alive, explicit timeouts (chatgate.transport underneath)."""
-    return httpx.AsyncClient(
-        transport=Transport(
+def http_client(settings: Settings, verify: ssl.SSLContext | bool = True) -> Client:
+    """The upstream HTTP client: pooled, keep-alive, explicit timeouts (chatgate.transport)."""
+    return Client(
+        Transport(
             ssl_context=tls_context(verify),
             max_connections=settings.upstream_max_connections,
             keepalive_expiry=60,
         ),
-        timeout=httpx.Timeout(
+        httpx.Timeout(
             settings.upstream_timeout_seconds,
             connect=settings.upstream_connect_timeout_seconds,
             pool=settings.upstream_connect_timeout_seconds,
         ),
-        follow_redirects=False,
-        trust_env=False,
     )
 
 

@@ -19,6 +19,7 @@ from chatgate.stores.keys_dynamodb import DynamoDBKeyStore
 from chatgate.stores.ratelimit_dynamodb import DynamoDBCounterStore
 from chatgate.stores.usage_dynamodb import DynamoDBUsageStore
 from chatgate.tokens import TokenUsage
+from chatgate.transport import Client, Transport
 from chatgate.usage import UsageLedger
 from tests.support import dynalite as dl
 
@@ -30,14 +31,26 @@ def rl_table(endpoint: str) -> str:
     return dl.create_rate_limit_table(dl.client(endpoint), f"rl-{uuid.uuid4().hex[:8]}")
 
 
+class Watched(Transport):
+    """chatgate's transport, telling `sent` of each request it sends."""
+
+    def __init__(self, sent: Callable[[httpx.Request], None]) -> None:
+        super().__init__()
+        self.sent = sent
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent(request)
+        return await super().handle_async_request(request)
+
+
 @pytest.fixture
 async def connect(endpoint: str) -> AsyncIterator[Callable[..., AwsJsonClient]]:
-    """AwsJsonClients on dynalite, one connection pool each (like separate function instances)."""
-    pools: list[httpx.AsyncClient] = []
+    """AwsJsonClients on dynalite, one connection pool each (like separate function instances);
+    `sent`, if given, is called with each request as it goes out."""
+    pools: list[Client] = []
 
-    def make(url: str = endpoint, **hooks: list[object]) -> AwsJsonClient:
-        http = aws_http_client()
-        http.event_hooks = hooks or {"request": [], "response": []}  # type: ignore[assignment]
+    def make(url: str = endpoint, sent: Callable[[httpx.Request], None] | None = None) -> AwsJsonClient:
+        http = aws_http_client() if sent is None else Client(Watched(sent), httpx.Timeout(5, connect=2))
         pools.append(http)
         return AwsJsonClient(
             DYNAMODB, http, region="eu-central-1", endpoint=url, credentials=Credentials("local", "local")
@@ -76,11 +89,11 @@ async def test_admission_is_one_request_and_a_refusal_reads_once_at_most(
 ) -> None:
     targets: list[str] = []
 
-    async def record(request: httpx.Request) -> None:
+    def record(request: httpx.Request) -> None:
         targets.append(request.headers["x-amz-target"].split(".")[-1])
 
     limiter = RateLimiter(
-        DynamoDBCounterStore(connect(request=[record]), rl_table), window_seconds=60, clock=lambda: T0
+        DynamoDBCounterStore(connect(sent=record), rl_table), window_seconds=60, clock=lambda: T0
     )
     reservation = await limiter.reserve("acme", "gpt-4o", 300, Limits(requests=10, tokens=500))
     assert targets == ["UpdateItem"]

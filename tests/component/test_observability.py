@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
-import time
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +14,7 @@ import httpx
 import openai
 import pytest
 
+from chatgate import middleware
 from chatgate.app import create_app
 from chatgate.cli import main
 from chatgate.settings import Settings
@@ -31,16 +32,46 @@ def sdk(gateway: str, key: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{gateway}/openai/eu/v1", api_key=key, max_retries=0)
 
 
+class Emitted:
+    """How many metrics lines the gateway has written so far (chatgate.middleware's `emit`, counted after
+    it returns), and how many the test has read."""
+
+    def __init__(self) -> None:
+        self.written = 0
+        self.read = 0
+        self.changed = threading.Condition()
+
+    def wait_for(self, count: int) -> None:
+        with self.changed:
+            self.changed.wait_for(lambda: self.written >= self.read + count, timeout=20)
+        self.read = self.written
+
+
+_emitted = Emitted()
+
+
+@pytest.fixture(autouse=True)
+def count_emitted(monkeypatch: pytest.MonkeyPatch) -> None:
+    global _emitted
+    _emitted = Emitted()
+    original = middleware.emit
+
+    def emit(*args: Any, **kwargs: Any) -> None:
+        original(*args, **kwargs)
+        with _emitted.changed:
+            _emitted.written += 1
+            _emitted.changed.notify_all()
+
+    monkeypatch.setattr(middleware, "emit", emit)
+
+
 def lines(capfd: pytest.CaptureFixture[str], count: int = 1) -> list[dict[str, Any]]:
-    """The metrics lines written since the last call, waiting for `count` of them: a stream's line is
-    written after the client has read `[DONE]` (its settlement comes first), so it may trail the client."""
-    found: list[dict[str, Any]] = []
-    deadline = time.monotonic() + 20
-    while len(found) < count and time.monotonic() < deadline:
-        found += emf_records(capfd.readouterr().out)
-        if len(found) < count:
-            time.sleep(0.02)
-    return found
+    """The metrics lines written since the last call, once `count` more have been written: a stream's line
+    is written after the client has read `[DONE]` (its settlement comes first), so it may trail the client.
+    One snapshot, taken after the lines are written: capfd's snapshot empties its file, and a line written
+    while it does so would be lost."""
+    _emitted.wait_for(count)
+    return emf_records(capfd.readouterr().out)
 
 
 def test_json_stream_and_error_requests_each_write_one_metrics_line(

@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from chatgate.transport import Transport, tls_context
+from chatgate.transport import Client, HttpClient, Transport, tls_context
 
 __all__ = ["AwsError", "AwsJsonClient", "AwsUnreachable", "Credentials", "Service", "sign"]
 
@@ -174,12 +174,12 @@ def sign(
 
 
 class AwsJsonClient:
-    """One JSON-protocol service through a pooled httpx.AsyncClient: `await client.call(action, payload)`."""
+    """One JSON-protocol service through a pooled HTTP client: `await client.call(action, payload)`."""
 
     def __init__(
         self,
         service: Service,
-        http: httpx.AsyncClient,
+        http: HttpClient,
         *,
         region: str | None = None,
         endpoint: str | None = None,
@@ -246,14 +246,12 @@ def _error(response: httpx.Response) -> AwsError:
 
 def aws_http_client(
     *, connect_timeout: float = 2.0, read_timeout: float = 5.0, verify: ssl.SSLContext | bool = True
-) -> httpx.AsyncClient:
+) -> Client:
     """The pool AWS calls share: short timeouts (a request must not hang on AWS), keep-alive
-    (chatgate.transport underneath)."""
-    return httpx.AsyncClient(
-        transport=Transport(ssl_context=tls_context(verify), max_connections=64, keepalive_expiry=50),
-        timeout=httpx.Timeout(read_timeout, connect=connect_timeout, pool=connect_timeout),
-        follow_redirects=False,
-        trust_env=False,
+    (chatgate.transport)."""
+    return Client(
+        Transport(ssl_context=tls_context(verify), max_connections=64, keepalive_expiry=50),
+        httpx.Timeout(read_timeout, connect=connect_timeout, pool=connect_timeout),
     )
 
 

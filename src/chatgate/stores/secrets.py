@@ -29,6 +29,7 @@ import httpx
 
 from chatgate.errors import ServiceUnavailable
 from chatgate.stores.aws import AwsError, AwsJsonClient, AwsUnreachable, json_caller
+from chatgate.transport import HttpClient
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ class ExtensionSecretReader:
     """The AWS Parameters and Secrets Lambda Extension: GET /secretsmanager/get?secretId=<name> on
     localhost, authenticated by the function's session token; it answers GetSecretValue's JSON."""
 
-    def __init__(self, http: httpx.AsyncClient, *, port: int, token: str) -> None:
+    def __init__(self, http: HttpClient, *, port: int, token: str) -> None:
         self._http = http
         self._base = f"http://localhost:{port}/secretsmanager/get?secretId="
         self._headers = {"X-Aws-Parameters-Secrets-Token": token}
@@ -174,7 +175,7 @@ def extension_port() -> int | None:
     return EXTENSION_DEFAULT_PORT if os.path.exists(EXTENSION_FILE) else None
 
 
-def secret_reader(http: httpx.AsyncClient, api: AwsJsonClient) -> SecretReader | AwsJsonClient:
+def secret_reader(http: HttpClient, api: AwsJsonClient) -> SecretReader | AwsJsonClient:
     """What SecretsManagerSource should read through on this instance (see the module docstring)."""
     port = extension_port()
     if port is not None and not os.environ.get("AWS_ENDPOINT_URL_SECRETS_MANAGER"):

@@ -6,7 +6,7 @@ with the deployment name in the body's `model`; a dated version -> `{endpoint}/o
 chat/completions?api-version=...`. The Responses API exists on v1 only (every resource serves it):
 `{endpoint}/openai/v1/responses[/{id}[/input_items]]`. The key always goes in the `api-key` header.
 
-One httpx.AsyncClient is shared by every request of an instance (connection pooling, keep-alive); its
+One HTTP client (chatgate.transport) is shared by every request of an instance (pooling, keep-alive); its
 timeouts are explicit: connecting fails fast, reading waits long enough for reasoning models.
 """
 
@@ -30,6 +30,7 @@ from chatgate.errors import (
     UpstreamTimeout,
 )
 from chatgate.ownership import response_not_found
+from chatgate.transport import HttpClient
 from chatgate.upstream.config import AzureResource, UpstreamTarget
 
 # Azure's own id of a request (API Management's), logged and traced with chatgate's request id.
@@ -72,7 +73,7 @@ class StoredResponseCall(NamedTuple):
 class AzureOpenAI:
     """The Azure OpenAI data-plane client (chat completions)."""
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: HttpClient) -> None:
         self._http = http
         self._urls: dict[tuple[str, str, str], httpx.URL] = {}
 
