@@ -1,11 +1,15 @@
-"""The steps every route shares, as FastAPI dependencies named for what the route receives:
-the instance's Services, the served region, the authenticated caller, and the size-capped body."""
+"""The steps every route takes first, in order (`entered`): the instance's Services, the served region,
+the authenticated caller; and the size-capped body.
+
+Plain calls rather than FastAPI dependencies: the walk reads the same in each route, and FastAPI's
+dependency solving cost about 0.12 ms a request (bench: a route with these three as dependencies against
+the same calls made in the route)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import NamedTuple
 
-from fastapi import Depends, Request
+from fastapi import Request
 
 from chatgate import observability
 from chatgate.auth import Principal
@@ -13,7 +17,20 @@ from chatgate.errors import InvalidRequest, NotFound
 from chatgate.wiring import Services, build_services
 
 
-async def get_services(request: Request) -> Services:
+class Entered(NamedTuple):
+    region: str
+    caller: Principal
+    services: Services
+
+
+async def entered(request: Request) -> Entered:
+    """region -> key: the path's region if this stack serves it (else 404), then the caller's key (401)."""
+    services = services_of(request)
+    region = served_region(request.path_params["region"], services)
+    return Entered(region, await authenticated(request, services), services)
+
+
+def services_of(request: Request) -> Services:
     """The instance's services; built on first use where no lifespan ran (the Mangum handler)."""
     services: Services | None = request.app.state.services
     if services is None:
@@ -21,10 +38,7 @@ async def get_services(request: Request) -> Services:
     return services
 
 
-ServicesDep = Annotated[Services, Depends(get_services)]
-
-
-async def served_region(region: str, services: ServicesDep) -> str:
+def served_region(region: str, services: Services) -> str:
     """The path's region, if this stack serves it (data residency: each region has its own upstream)."""
     regions = services.settings.regions
     if region not in regions:
@@ -38,16 +52,10 @@ async def served_region(region: str, services: ServicesDep) -> str:
     return region
 
 
-Region = Annotated[str, Depends(served_region)]
-
-
-async def authenticated(request: Request, services: ServicesDep) -> Principal:
+async def authenticated(request: Request, services: Services) -> Principal:
     principal = await services.authenticator.authenticate(request.headers.get("authorization"))
     observability.current().identify(workspace=principal.workspace_id)
     return principal
-
-
-Caller = Annotated[Principal, Depends(authenticated)]
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -2,7 +2,7 @@
 
     region -> key -> validate -> upstream -> reserve -> call upstream -> relay -> settle -> end
 
-The route resolves the region and authenticates (FastAPI dependencies); `run` does the rest. Every
+The route resolves the region and authenticates (dependencies.entered); `run` does the rest. Every
 authenticated request is settled exactly once before its response ends (chatgate.settlement): a JSON answer
 is written with `more_body=True`, settled, then ended; a stream relays every event, settles, then ends; any
 error between authentication and the response (whatever its type) releases the reservation before the

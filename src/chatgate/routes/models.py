@@ -12,7 +12,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from chatgate.dependencies import Caller, Region, ServicesDep
+from fastapi import Request
+
+from chatgate.dependencies import entered
 from chatgate.errors import ModelNotFound
 from chatgate.pipeline import settled
 from chatgate.upstream.config import ModelCatalog
@@ -40,7 +42,8 @@ def model_object(model: str, catalog: ModelCatalog) -> dict[str, Any]:
     return {"id": model, "object": "model", "created": created(model), "owned_by": catalog.owned_by}
 
 
-async def list_models(region: Region, caller: Caller, services: ServicesDep) -> dict[str, Any]:
+async def list_models(request: Request) -> dict[str, Any]:
+    region, caller, services = await entered(request)
     try:
         catalog = await services.upstreams.catalog(region, caller.workspace_id)
     finally:
@@ -48,7 +51,8 @@ async def list_models(region: Region, caller: Caller, services: ServicesDep) -> 
     return {"object": "list", "data": [model_object(model, catalog) for model in catalog.models]}
 
 
-async def retrieve_model(region: Region, caller: Caller, model: str, services: ServicesDep) -> dict[str, Any]:
+async def retrieve_model(request: Request, model: str) -> dict[str, Any]:
+    region, caller, services = await entered(request)
     try:
         catalog = await services.upstreams.catalog(region, caller.workspace_id)
     finally:

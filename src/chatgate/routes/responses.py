@@ -8,44 +8,42 @@ from fastapi import Request, Response
 
 from chatgate import pipeline
 from chatgate.apis.responses import ResponsesApi
-from chatgate.dependencies import Caller, Region, ServicesDep
+from chatgate.auth import Principal
+from chatgate.dependencies import entered
 from chatgate.upstream.azure import StoredResponseCall
+from chatgate.wiring import Services
 
 # The query parameters of GET .../input_items that are passed on to Azure.
 INPUT_ITEMS_PARAMS = frozenset({"after", "before", "include", "include[]", "limit", "order"})
 
 
-async def create_response(
-    region: Region, caller: Caller, request: Request, services: ServicesDep
-) -> Response:
+async def create_response(request: Request) -> Response:
+    region, caller, services = await entered(request)
     api = ResponsesApi(services.ownership, caller.workspace_id, region)
     return await pipeline.run(api, region, caller, request, services)
 
 
-async def retrieve_response(
-    region: Region, caller: Caller, response_id: str, services: ServicesDep
-) -> Response:
+async def retrieve_response(request: Request, response_id: str) -> Response:
+    region, caller, services = await entered(request)
     return await _stored(region, caller, response_id, services, "GET")
 
 
-async def delete_response(
-    region: Region, caller: Caller, response_id: str, services: ServicesDep
-) -> Response:
+async def delete_response(request: Request, response_id: str) -> Response:
+    region, caller, services = await entered(request)
     return await _stored(region, caller, response_id, services, "DELETE")
 
 
-async def list_input_items(
-    region: Region, caller: Caller, response_id: str, request: Request, services: ServicesDep
-) -> Response:
+async def list_input_items(request: Request, response_id: str) -> Response:
+    region, caller, services = await entered(request)
     params = [(k, v) for k, v in request.query_params.multi_items() if k in INPUT_ITEMS_PARAMS]
     return await _stored(region, caller, response_id, services, "GET", "/input_items", params)
 
 
 async def _stored(
     region: str,
-    caller: Caller,
+    caller: Principal,
     response_id: str,
-    services: ServicesDep,
+    services: Services,
     method: str,
     suffix: str = "",
     params: list[tuple[str, str]] | None = None,
