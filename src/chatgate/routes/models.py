@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Request
+from fastapi.responses import JSONResponse
 
 from chatgate.dependencies import entered
 from chatgate.errors import ModelNotFound
@@ -42,16 +43,19 @@ def model_object(model: str, catalog: ModelCatalog) -> dict[str, Any]:
     return {"id": model, "object": "model", "created": created(model), "owned_by": catalog.owned_by}
 
 
-async def list_models(request: Request) -> dict[str, Any]:
+async def list_models(request: Request) -> JSONResponse:
     region, caller, services = await entered(request)
     try:
         catalog = await services.upstreams.catalog(region, caller.workspace_id)
     finally:
         await settled(caller, services)
-    return {"object": "list", "data": [model_object(model, catalog) for model in catalog.models]}
+    return JSONResponse(
+        {"object": "list", "data": [model_object(model, catalog) for model in catalog.models]}
+    )
 
 
-async def retrieve_model(request: Request, model: str) -> dict[str, Any]:
+async def retrieve_model(request: Request) -> JSONResponse:
+    model = request.path_params["model"]
     region, caller, services = await entered(request)
     try:
         catalog = await services.upstreams.catalog(region, caller.workspace_id)
@@ -59,4 +63,4 @@ async def retrieve_model(request: Request, model: str) -> dict[str, Any]:
         await settled(caller, services)
     if model not in catalog:
         raise ModelNotFound(model)
-    return model_object(model, catalog)
+    return JSONResponse(model_object(model, catalog))

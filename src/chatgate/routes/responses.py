@@ -23,19 +23,20 @@ async def create_response(request: Request) -> Response:
     return await pipeline.run(api, region, caller, request, services)
 
 
-async def retrieve_response(request: Request, response_id: str) -> Response:
+async def retrieve_response(request: Request) -> Response:
     region, caller, services = await entered(request)
-    return await _stored(region, caller, response_id, services, "GET")
+    return await _stored(region, caller, request.path_params["response_id"], services, "GET")
 
 
-async def delete_response(request: Request, response_id: str) -> Response:
+async def delete_response(request: Request) -> Response:
     region, caller, services = await entered(request)
-    return await _stored(region, caller, response_id, services, "DELETE")
+    return await _stored(region, caller, request.path_params["response_id"], services, "DELETE")
 
 
-async def list_input_items(request: Request, response_id: str) -> Response:
+async def list_input_items(request: Request) -> Response:
     region, caller, services = await entered(request)
     params = [(k, v) for k, v in request.query_params.multi_items() if k in INPUT_ITEMS_PARAMS]
+    response_id = request.path_params["response_id"]
     return await _stored(region, caller, response_id, services, "GET", "/input_items", params)
 
 
