@@ -206,8 +206,9 @@ class RankTable:
         return self.size
 
     def to_dict(self) -> dict[bytes, int]:
-        """The ranks as the dict tiktoken is built from (about 0.13 s for o200k)."""
-        blob, offsets = bytes(self._blob), self._offsets.tolist()
+        """The ranks as the dict tiktoken is built from (about 0.13 s for o200k; the offsets are read in
+        place, not listed: 7 MB less at the peak of tiktoken's build)."""
+        blob, offsets = bytes(self._blob), self._offsets
         tokens = map(blob.__getitem__, map(slice, offsets, offsets[1:]))
         return dict(zip(tokens, range(self.size), strict=False))
 
