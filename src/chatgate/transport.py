@@ -333,6 +333,7 @@ class _Connection(asyncio.Protocol):
             self.close()
 
     def eof_received(self) -> bool:
+        self._lost = True  # the server is done with this connection: never reused (read to its end first)
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -7,6 +7,7 @@ talks to it through httpx.AsyncClient(transport=Transport(...)), as the gateway 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -25,6 +26,7 @@ class Server:
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
         self.connections = 0
+        self.closed = asyncio.Event()  # set when a connection has been closed on the server's side
         self.requests: list[bytes] = []
         self.url = ""
 
@@ -36,6 +38,9 @@ class Server:
             pass  # the client went, or the test ended
         finally:
             writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+            self.closed.set()
 
     async def read_request(self, reader: asyncio.StreamReader) -> bytes:
         head = await reader.readuntil(b"\r\n\r\n")
@@ -169,7 +174,8 @@ async def test_a_connection_the_server_closed_while_idle_is_not_used_again():
 
     async with serving(handler) as server, client() as http:
         assert (await http.get(f"{server.url}/")).status_code == 200
-        await asyncio.sleep(0.05)  # the close reaches the client while the connection is idle
+        await asyncio.wait_for(server.closed.wait(), 5)  # closed on the server's side, FIN sent
+        await asyncio.sleep(0.05)  # the client's loop reads it while the connection is idle
         assert (await http.get(f"{server.url}/")).status_code == 200
         assert server.connections == 2
 
