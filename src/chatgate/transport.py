@@ -1,12 +1,12 @@
 """The HTTP/1.1 transport under chatgate's httpx clients (Azure OpenAI, DynamoDB, Secrets Manager).
 
 Why not httpx's own: every request on the path to a first token makes two calls (the admission write, then
-Azure), a JSON answer three, and httpx's default transport (httpcore over anyio's streams) costs about
-1.3 ms of CPU per call on loopback beyond the server's time, where asyncio's protocols with httptools' C
-parser cost 0.15 ms (bench/http_client_bench.py). aiohttp is as fast but adds 160-260 ms of imports to a
-cold start. So the clients stay httpx (its requests, responses, timeouts, exceptions and httpx-sse), and
-only the transport underneath is this module: uvloop's (or asyncio's) transports and TLS, httptools'
-response parser (already loaded: uvicorn parses requests with it).
+Azure), a JSON answer three round trips, and httpx's default transport (httpcore over anyio's streams)
+costs about 1 ms of CPU per call on loopback beyond the server's time, where asyncio's protocols with
+httptools' C parser cost 0.15 ms (bench/http_client_bench.py). aiohttp is as fast but adds 160-260 ms of
+imports to a cold start. So the clients stay httpx (its requests, responses, timeouts, exceptions and
+httpx-sse), and only the transport underneath is this module: uvloop's (or asyncio's) transports and TLS,
+httptools' response parser (already loaded: uvicorn parses requests with it).
 
 What it does, as httpcore does for these clients: HTTP/1.1 with keep-alive, a pool of idle connections per
 origin (closed after `keepalive_expiry` idle seconds, or when the server closes them), at most
@@ -25,7 +25,6 @@ import collections
 import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Protocol
 
 import httptools
 import httpx
@@ -33,37 +32,10 @@ import httpx
 Origin = tuple[bytes, str, int]
 
 
-class HttpClient(Protocol):
-    """What chatgate's adapters use of an HTTP client: `Client` in production; tests may hand them an
-    httpx.AsyncClient (over httpx.MockTransport, say), which has the same methods."""
-
-    def build_request(
-        self,
-        method: str,
-        url: httpx.URL | str,
-        *,
-        params: httpx.QueryParams | None = None,
-        headers: Mapping[str, str] | None = None,
-        content: bytes | None = None,
-    ) -> httpx.Request: ...
-
-    async def send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response: ...
-
-    async def get(
-        self, url: httpx.URL | str, *, headers: Mapping[str, str] | None = None
-    ) -> httpx.Response: ...
-
-    async def post(
-        self, url: httpx.URL | str, *, content: bytes | None = None, headers: Mapping[str, str] | None = None
-    ) -> httpx.Response: ...
-
-    async def aclose(self) -> None: ...
-
-
 class Client:
     """httpx's requests and responses sent straight to a transport (`Transport` here), with the client's
     timeouts: what httpx.AsyncClient does for these adapters, without what they never use and pay for on
-    every call (about 0.1 ms; bench/http_client_bench.py): the cookie jar (a response's cookies are parsed
+    every call (about 0.2 ms; bench/http_client_bench.py): the cookie jar (a response's cookies are parsed
     into it, and it is merged into every request: a gateway must not carry one tenant's Azure cookies into
     another's requests anyway), redirects, auth flows, event hooks, and default headers (no
     `accept-encoding`: answers come uncompressed, as a relay wants them)."""
@@ -107,6 +79,10 @@ class Client:
     async def aclose(self) -> None:
         await self._transport.aclose()
 
+
+# What chatgate's adapters take: `Client` in production; tests may hand them an httpx.AsyncClient (over
+# httpx.MockTransport, say), whose methods of the same names `Client`'s mirror.
+HttpClient = Client | httpx.AsyncClient
 
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 # Unread body bytes at which reading from the socket pauses (resumed below a quarter of it).
