@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from chatgate import workspace_ids
 from chatgate.concurrently import both
 from chatgate.errors import ChatgateError, ModelNotFound, UpstreamError
 from chatgate.settings import DEFAULT_BYOK_ENDPOINT_SUFFIXES, Settings
@@ -56,8 +57,6 @@ DEFAULT_API_VERSION = V1_API_VERSION
 _DATED_API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?")
 # The owner (`owned_by`) of the models the stack's shared resources serve.
 STACK_OWNER = "chatgate"
-# Workspace ids that can have a BYOK secret: the characters Secrets Manager allows in a name, minus "/".
-_BYOK_WORKSPACE = re.compile(r"[A-Za-z0-9_+=.@-]{1,128}")
 
 
 _DNS_NAME = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
@@ -129,7 +128,7 @@ def normalize_api_version(value: object) -> str:
 
 def byok_capable(workspace_id: str) -> bool:
     """Whether a workspace id can name a BYOK secret (others never have one, and are never looked up)."""
-    return _BYOK_WORKSPACE.fullmatch(workspace_id) is not None
+    return workspace_ids.valid(workspace_id)
 
 
 @dataclass(frozen=True, slots=True)
