@@ -27,13 +27,15 @@ Defensive as h11 and httpcore are (one pool per Azure origin serves every worksp
   the expiry measured by chatgate.clock (robust to a monotonic clock that stood still while frozen);
 - a new connection tries the host's addresses as RFC 8305 says (aiohappyeyeballs, aiohttp's);
 - `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` with `NO_PROXY`, read once: an origin a proxy applies to is
-  served by httpx's own transport through it (httpcore, CONNECT for https), at httpcore's cost per call.
+  served by httpx's own transport through it (httpcore, CONNECT for https), at httpcore's cost per call;
+  loopback origins (the Parameters and Secrets extension on localhost) never are.
 Not supported, and not needed by these clients: HTTP/2, `Expect: 100-continue`, protocol upgrades.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 import socket
 import ssl
@@ -277,8 +279,9 @@ class Transport(httpx.AsyncBaseTransport):
         url = self._proxies.get(scheme.decode()) or self._proxies.get("all")
         proxy = None
         # proxy_bypass_environment: NO_PROXY as urllib (and requests, botocore) read it; not in typeshed.
+        # Loopback is never proxied (the Parameters and Secrets extension listens on localhost).
         bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
-        if url and not bypass(f"{host}:{port}", self._proxies):
+        if url and not _loopback(host) and not bypass(f"{host}:{port}", self._proxies):
             proxy = self._proxy_transports.get(url)
             if proxy is None:
                 proxy = self._proxy_transports[url] = httpx.AsyncHTTPTransport(
@@ -290,6 +293,15 @@ class Transport(httpx.AsyncBaseTransport):
                 )
         self._proxied[origin] = proxy
         return proxy
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _head(request: httpx.Request) -> bytes:

@@ -332,7 +332,7 @@ async def test_a_black_holed_address_does_not_spend_the_connect_timeout(black_ho
             assert (await http.get("http://upstream.test:443/")).status_code == 200
 
 
-async def test_http_proxy_is_honoured_and_no_proxy_exempts_an_origin(monkeypatch):
+async def test_http_proxy_is_honoured_and_no_proxy_and_loopback_are_exempt(monkeypatch):
     async def proxy_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
             await proxy.read_request(reader)
@@ -341,11 +341,18 @@ async def test_http_proxy_is_honoured_and_no_proxy_exempts_an_origin(monkeypatch
     ref: list[Server] = []
     async with serving(proxy_handler) as proxy, serving(keep_answering(ref)) as direct:
         ref.append(direct)
+        port = int(direct.url.rsplit(":", 1)[1])
+        loop = asyncio.get_running_loop()
+
+        async def loopback(host: object, port: object, **kwargs: object) -> list[tuple[object, ...]]:
+            return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", port))]
+
+        monkeypatch.setattr(loop, "getaddrinfo", loopback)  # every name is this host (loopback only)
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
-        monkeypatch.setenv("NO_PROXY", "localhost")
+        monkeypatch.setenv("NO_PROXY", "exempt.test")
         async with httpx.AsyncClient(transport=Transport(), trust_env=False) as http:
-            assert (await http.get("http://upstream.test/v1/x")).status_code == 200
-            exempt = direct.url.replace("127.0.0.1", "localhost")
-            assert (await http.get(f"{exempt}/y")).status_code == 200
+            assert (await http.get("http://upstream.test/v1/x")).status_code == 200  # through the proxy
+            assert (await http.get(f"http://exempt.test:{port}/y")).status_code == 200  # NO_PROXY: direct
+            assert (await http.get(f"{direct.url}/z")).status_code == 200  # loopback: direct
         assert proxy.requests[0].startswith(b"GET http://upstream.test/v1/x HTTP/1.1\r\n")
-        assert len(proxy.requests) == 1 and len(direct.requests) == 1
+        assert len(proxy.requests) == 1 and len(direct.requests) == 2
