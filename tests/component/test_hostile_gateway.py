@@ -71,17 +71,18 @@ def test_the_second_workspace_never_sees_a_byte_of_the_firsts_answer(stack: Stac
         assert azure.connections == 2
 
 
+async def never_asked(
+    azure: HostileAzure, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    await azure.request(reader)
+    writer.write(completion("should never be asked"))
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_byok_key_with_a_line_break_is_refused_before_anything_is_reserved_or_sent(
     stack: Stack, gateway: str, stream: bool
 ) -> None:
-    async def azure_handler(
-        azure: HostileAzure, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        await azure.request(reader)
-        writer.write(completion("should never be asked"))
-
-    with HostileAzure(azure_handler) as azure:
+    with HostileAzure(never_asked) as azure:
         value = {**azure.secret("acme-own-key\r\nx-smuggled: 1"), "deployments": {"gpt-4o-mini": "mini"}}
         boto3.client("secretsmanager").create_secret(
             Name=stack.settings.byok_secret_name("acme", "eu"), SecretString=json.dumps(value)
@@ -97,13 +98,7 @@ def test_a_byok_key_with_a_line_break_is_refused_before_anything_is_reserved_or_
 
 
 def test_a_stack_key_with_a_line_break_is_never_sent(stack: Stack, gateway: str) -> None:
-    async def azure_handler(
-        azure: HostileAzure, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        await azure.request(reader)
-        writer.write(completion("should never be asked"))
-
-    with HostileAzure(azure_handler) as azure:
+    with HostileAzure(never_asked) as azure:
         stack.put_upstream("eu", azure.secret("azure-key\r\nGET /smuggled HTTP/1.1"))
         response = ask(gateway, stack.key, "hi")
         assert response.status_code == 502, response.text
