@@ -142,7 +142,7 @@ def test_an_upstream_that_floods_headers_is_a_502_and_the_gateways_memory_stays_
     assert response.status_code == 502, response.text
     assert assert_error_shape(response)["type"] == "server_error"
     assert after - before < 16, (before, after)
-    assert flooded < 16 * 1024 * 1024  # the gateway hung up after its 64 KiB (the rest sat in socket buffers)
+    assert flooded < 64 * 1024 * 1024  # the gateway hung up after its 64 KiB (the rest sat in socket buffers)
 
 
 @pytest.mark.parametrize("dropped", ["forgotten", "closed"])

@@ -130,7 +130,7 @@ async def test_a_response_head_that_never_ends_is_refused_after_a_bounded_read(k
             with pytest.raises(httpx.RemoteProtocolError):
                 await http.get(f"{server.url}/")
         await asyncio.wait_for(server.closed.wait(), 5)
-    assert sent < 8 * 1024 * 1024  # the client hung up long before (socket buffers account for the rest)
+    assert sent < 32 * 1024 * 1024  # the client hung up long before (socket buffers hold the rest)
 
 
 async def test_a_head_within_the_cap_is_read_and_one_past_it_is_refused():
