@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Callable
 
 import httptools
 import httpx
@@ -63,7 +64,8 @@ class Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self.origin: Origin | None = None
         self.idle_since: Stamp | None = None
-        self.expiry: asyncio.TimerHandle | None = None  # the pool's timer that closes it once idle too long
+        self._expiry: asyncio.TimerHandle | None = None  # while idle: the pool's timer that closes it
+        self._leave_pool: Callable[[], None] | None = None  # while idle: takes it out of the pool's list
         self._lost = False  # closed, or the server is done with it
         self._spoiled = False  # bytes arrived that belong to no response: never reused
         self._active = False  # a request is using it (from `send` until the pool takes it back)
@@ -97,17 +99,24 @@ class Connection(asyncio.Protocol):
         """Whether its response was read to its end and it may carry another request."""
         return self._complete and self._keep_alive and not self._lost and not self._spoiled
 
-    def idle(self, since: Stamp) -> None:
-        """Back in the pool: from now on, any byte received closes it."""
+    def idle(self, since: Stamp, expiry: asyncio.TimerHandle, leave_pool: Callable[[], None]) -> None:
+        """Back in the pool: from now on, any byte received closes it; `expiry` closes it when due; closed
+        for any reason, it calls `leave_pool`."""
         self._active = False
         self.idle_since = since
+        self._expiry, self._leave_pool = expiry, leave_pool
+
+    def taken(self) -> None:
+        """Out of the pool (to be used, or closed by the pool itself)."""
+        self._leave_pool = None
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
 
     def close(self) -> None:
         self._lost = True
         self._active = False
-        if self.expiry is not None:
-            self.expiry.cancel()
-            self.expiry = None
+        self._left()
         if self._transport is not None:
             self._transport.close()
 
@@ -193,9 +202,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
-        if self.expiry is not None:
-            self.expiry.cancel()
-            self.expiry = None
+        self._left()
         if self._head is None:
             return
         if self._headers_done and not self._complete and self._error is None:
@@ -260,6 +267,12 @@ class Connection(asyncio.Protocol):
             self._wake()
 
     # --- helpers ---
+
+    def _left(self) -> None:
+        leave_pool = self._leave_pool
+        self.taken()
+        if leave_pool is not None:
+            leave_pool()
 
     def _count_head(self, size: int) -> None:
         self._head_size += size

@@ -35,6 +35,7 @@ Not supported, and not needed by these clients: HTTP/2, `Expect: 100-continue`, 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import re
 import socket
@@ -186,7 +187,7 @@ class Transport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         for connections in self._idle.values():
-            for connection in connections:
+            for connection in list(connections):
                 connection.close()
         self._idle.clear()
         for proxy in self._proxy_transports.values():
@@ -213,9 +214,7 @@ class Transport(httpx.AsyncBaseTransport):
         now = self._clock.now()
         while idle:
             connection = idle.pop()
-            if connection.expiry is not None:
-                connection.expiry.cancel()
-                connection.expiry = None
+            connection.taken()
             since = connection.idle_since
             if connection.reusable() and since and not self._clock.passed(since, self._keepalive_expiry, now):
                 return connection
@@ -252,21 +251,13 @@ class Transport(httpx.AsyncBaseTransport):
         """A response is done with its connection: back to the pool when read to its end, else closed.
         An idle connection is closed once past keep-alive expiry, whether or not a request comes."""
         if origin_key is not None and connection.finished():
-            connection.idle(self._clock.now())
-            self._idle.setdefault(origin_key, []).append(connection)
-            connection.expiry = asyncio.get_running_loop().call_later(
-                self._keepalive_expiry, self._expire, origin_key, connection
-            )
+            idle = self._idle.setdefault(origin_key, [])
+            idle.append(connection)
+            expiry = asyncio.get_running_loop().call_later(self._keepalive_expiry, connection.close)
+            connection.idle(self._clock.now(), expiry, functools.partial(_leave, idle, connection))
         else:
             connection.close()
         self._in_flight.release()
-
-    def _expire(self, origin: Origin, connection: Connection) -> None:
-        connection.expiry = None
-        idle = self._idle.get(origin)
-        if idle is not None and connection in idle:
-            idle.remove(connection)
-        connection.close()
 
     def _proxy(self, origin: Origin) -> httpx.AsyncBaseTransport | None:
         """httpx's own transport (httpcore: CONNECT for https) for an origin HTTP(S)_PROXY applies to and
@@ -293,6 +284,12 @@ class Transport(httpx.AsyncBaseTransport):
                 )
         self._proxied[origin] = proxy
         return proxy
+
+
+def _leave(idle: list[Connection], connection: Connection) -> None:
+    """An idle connection closed (expired, by the server, or for speaking unasked) leaves its pool."""
+    if connection in idle:
+        idle.remove(connection)
 
 
 def _loopback(host: str) -> bool:

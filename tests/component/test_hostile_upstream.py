@@ -267,6 +267,21 @@ async def test_an_idle_connection_is_closed_at_keepalive_expiry_even_if_nothing_
         await http.aclose()
 
 
+async def test_a_connection_closed_while_idle_leaves_the_pool_at_once():
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(OK)  # then the server closes it (FIN), long before the keep-alive expiry
+
+    transport = Transport(keepalive_expiry=60, trust_env=False)
+    async with serving(handler) as server:
+        http = Client(transport, httpx.Timeout(5, connect=2))
+        assert (await http.get(f"{server.url}/")).status_code == 200
+        await wait_for(lambda: transport.idle_connections() == 0)  # not left in the pool until reused
+        assert (await http.get(f"{server.url}/")).status_code == 200
+        assert server.connections == 2
+        await http.aclose()
+
+
 class FrozenMonotonic:
     """A sandbox frozen for two minutes: the monotonic clock stood still, the wall clock moved on."""
 
