@@ -5,7 +5,8 @@ straight onto that transport).
     .venv/bin/python bench/http_client_bench.py [--calls 3000]
 
 The server is a minimal HTTP/1.1 responder in the same process (a DynamoDB-sized request, a 2-byte JSON
-answer), so what is measured is the client's own cost per call. Interleaved call by call on uvloop, as the
+answer), so what is measured is the client's own cost per call (wall-clock medians, and process CPU a call,
+the server's share included in every row). Interleaved call by call on uvloop, as the
 gateway runs; medians printed. Run by hand, not in CI.
 """
 
@@ -70,18 +71,21 @@ async def main(calls: int) -> None:
         "chatgate.transport.Client": lambda: through(direct),
     }
     times: dict[str, list[float]] = {name: [] for name in ways}
+    cpu = dict.fromkeys(ways, 0.0)  # process CPU seconds (the in-process server's share included in each)
     for _ in range(200):
         for call in ways.values():
             await call()
     for _ in range(calls):
         for name, call in ways.items():
-            start = time.perf_counter()
+            start, started_cpu = time.perf_counter(), time.process_time()
             await call()
+            cpu[name] += time.process_time() - started_cpu
             times[name].append((time.perf_counter() - start) * 1e6)
     for name, values in times.items():
         print(
             f"{name:<30}p50 {statistics.median(values):6.0f} us   "
-            f"p99 {sorted(values)[int(0.99 * len(values))]:6.0f} us"
+            f"p99 {sorted(values)[int(0.99 * len(values))]:6.0f} us   "
+            f"CPU {cpu[name] / calls * 1e6:5.0f} us a call"
         )
     await default.aclose()
     await lean.aclose()

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from chatgate.background import BackgroundWrites
+from chatgate.clock import Clock, Stamp
 from chatgate.errors import InvalidApiKey
 
 logger = logging.getLogger(__name__)
@@ -140,12 +141,13 @@ class Authenticator:
         self._store = store
         self._cache_seconds = cache_seconds
         self._last_used_interval = last_used_interval
-        self._clock = clock
+        # The caches' bounds (the 30 s revocation promise) on both clocks: see chatgate.clock.
+        self._clock = Clock(monotonic=clock, wall=wall_clock)
         self._wall_clock = wall_clock
-        self._cache: OrderedDict[str, tuple[float, ApiKey]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[Stamp, ApiKey]] = OrderedDict()
         self._negative_seconds = negative_cache_seconds
-        # key id -> when the store last said it has no such key (monotonic clock)
-        self._unknown: OrderedDict[str, float] = OrderedDict()
+        # key id -> when the store last said it has no such key
+        self._unknown: OrderedDict[str, Stamp] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[ApiKey | None]] = {}
         # key id -> the latest use this instance knows is recorded (wall clock seconds)
         self._recorded_use: OrderedDict[str, float] = OrderedDict()
@@ -194,12 +196,12 @@ class Authenticator:
             logger.warning("recording the last use of key %s failed: %s", key_id, exc)
 
     async def _lookup(self, key_id: str) -> ApiKey | None:
-        now = self._clock()
+        now = self._clock.now()
         cached = self._cache.get(key_id)
-        if cached is not None and now - cached[0] < self._cache_seconds:
+        if cached is not None and not self._clock.passed(cached[0], self._cache_seconds, now):
             return cached[1]
         missing_since = self._unknown.get(key_id)
-        if missing_since is not None and now - missing_since < self._negative_seconds:
+        if missing_since is not None and not self._clock.passed(missing_since, self._negative_seconds, now):
             return None
         read = self._inflight.get(key_id)
         if read is None:  # the first request for this id reads it; concurrent ones share that read
@@ -213,7 +215,7 @@ class Authenticator:
         if not read.cancelled():
             read.exception()  # marks a failure as seen even if every caller went away
 
-    def _remember(self, key_id: str, now: float, record: ApiKey | None) -> ApiKey | None:
+    def _remember(self, key_id: str, now: Stamp, record: ApiKey | None) -> ApiKey | None:
         if record is None:
             self._cache.pop(key_id, None)
             self._unknown[key_id] = now

@@ -21,6 +21,7 @@ import json
 import sys
 from typing import Any, TextIO
 
+from chatgate import workspace_ids
 from chatgate.observability import RequestObservation
 
 # Dimension sets. Region is constant per deployed stack; it keeps `chatgate dev` (both regions) apart and
@@ -88,7 +89,7 @@ def emf_record(observation: RequestObservation, config: MetricsConfig) -> dict[s
         "Region": observation.region,
         "Api": observation.api,
         "Model": observation.model,
-        "Workspace": observation.workspace,
+        "Workspace": workspace_ids.dimension(observation.workspace),
     }
     if observation.error:
         record["ErrorClass"] = observation.error

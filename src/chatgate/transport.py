@@ -9,27 +9,45 @@ httpx-sse), and only the transport underneath is this module: uvloop's (or async
 httptools' response parser (already loaded: uvicorn parses requests with it).
 
 What it does, as httpcore does for these clients: HTTP/1.1 with keep-alive, a pool of idle connections per
-origin (closed after `keepalive_expiry` idle seconds, or when the server closes them), at most
-`max_connections` requests in flight (then PoolTimeout after the pool timeout), the connect timeout, and
-the read timeout between any two reads of a response. A response body is streamed as it arrives (the reader
-pauses when 64 KiB wait unread); a connection goes back to the pool only after its response was read to the
-end, and is closed if the response is abandoned. Failures are httpx's exceptions: ConnectError /
-ConnectTimeout, ReadTimeout, ReadError, RemoteProtocolError, PoolTimeout. Not supported, and not needed by
-these clients: HTTP/2, proxies, `Expect: 100-continue`, protocol upgrades.
+origin, at most `max_connections` requests in flight (then PoolTimeout after the pool timeout), the connect
+timeout, and the read timeout between any two reads of a response. A response body is streamed as it
+arrives (the reader pauses when 64 KiB wait unread); a connection goes back to the pool only after its
+response was read to the end, and is closed if the response is abandoned. Failures are httpx's exceptions:
+ConnectError / ConnectTimeout, ReadTimeout, ReadError, RemoteProtocolError, LocalProtocolError, PoolTimeout.
+
+Defensive as h11 and httpcore are (one pool per Azure origin serves every workspace):
+- a header name that is not a token, or a value holding CR, LF or NUL, is refused (LocalProtocolError)
+  before anything is sent: a line break would smuggle a second request onto the connection;
+- each connection's rules for responses (a new parser per request, bytes while idle or past the end of a
+  response retire the connection, a 64 KiB cap on the head, HEAD / 1xx / 101, `chunked` as the only
+  transfer coding) are chatgate.http11's;
+- a request that fails on a reused connection because the server had closed it (EOF or reset before a byte
+  of the response) is sent once more on a new connection; nothing else is retried;
+- idle connections are closed once past `keepalive_expiry`, whether or not a request comes to reuse them,
+  the expiry measured by chatgate.clock (robust to a monotonic clock that stood still while frozen);
+- a new connection tries the host's addresses as RFC 8305 says (aiohappyeyeballs, aiohttp's);
+- `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` with `NO_PROXY`, read once: an origin a proxy applies to is
+  served by httpx's own transport through it (httpcore, CONNECT for https), at httpcore's cost per call;
+  loopback origins (the Parameters and Secrets extension on localhost) never are.
+Not supported, and not needed by these clients: HTTP/2, `Expect: 100-continue`, protocol upgrades.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
+import functools
+import ipaddress
+import re
+import socket
 import ssl
-import time
+import urllib.request
 from collections.abc import AsyncIterator, Mapping
 
-import httptools
+import aiohappyeyeballs
 import httpx
 
-Origin = tuple[bytes, str, int]
+from chatgate.clock import SYSTEM, Clock
+from chatgate.http11 import Connection, Failure, Head, Origin
 
 
 class Client:
@@ -85,8 +103,16 @@ class Client:
 HttpClient = Client | httpx.AsyncClient
 
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
-# Unread body bytes at which reading from the socket pauses (resumed below a quarter of it).
-_HIGH_WATER = 65_536
+# A header name is an RFC 9110 token; a value holds no CR, LF or NUL (h11's rules, minus obs-fold).
+_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Happy Eyeballs (RFC 8305): the next address is tried when one has not connected within this.
+_HAPPY_EYEBALLS_DELAY = 0.25
+
+
+def unsafe_header_value(value: str) -> bool:
+    """Whether a header value holds CR, LF or NUL, which the transport refuses to send (a value with a
+    line break would end the header and smuggle what follows onto the connection)."""
+    return "\r" in value or "\n" in value or "\0" in value
 
 
 class Transport(httpx.AsyncBaseTransport):
@@ -98,34 +124,36 @@ class Transport(httpx.AsyncBaseTransport):
         ssl_context: ssl.SSLContext | None = None,
         max_connections: int = 100,
         keepalive_expiry: float = 60.0,
+        trust_env: bool = True,
+        clock: Clock = SYSTEM,
     ) -> None:
         self._ssl = ssl_context
+        self._max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
+        self._clock = clock
         self._in_flight = asyncio.Semaphore(max_connections)
-        self._idle: dict[Origin, list[_Connection]] = {}
+        self._idle: dict[Origin, list[Connection]] = {}
+        self._proxies = urllib.request.getproxies_environment() if trust_env else {}
+        self._proxied: dict[Origin, httpx.AsyncBaseTransport | None] = {}
+        self._proxy_transports: dict[str, httpx.AsyncBaseTransport] = {}
         self.connections_opened = 0  # for tests and benchmarks: how often a connection was not reused
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
         if url.raw_scheme not in _DEFAULT_PORTS:
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}", request=request)
+        origin = (url.raw_scheme, url.raw_host.decode("ascii"), url.port or _DEFAULT_PORTS[url.raw_scheme])
+        if self._proxies:
+            proxy = self._proxy(origin)
+            if proxy is not None:
+                return await proxy.handle_async_request(request)
+        head = _head(request)  # refused before anything is sent
         timeouts = request.extensions.get("timeout") or {}
         await self._acquire(request, timeouts.get("pool"))
-        connection: _Connection | None = None
         try:
-            body = await _body(request)
-            port = url.port or _DEFAULT_PORTS[url.raw_scheme]
-            origin = (url.raw_scheme, url.raw_host.decode("ascii"), port)
-            connection = self._reuse(origin) or await self._connect(origin, request, timeouts.get("connect"))
-            head = [request.method.encode("ascii"), b" ", url.raw_path, b" HTTP/1.1\r\n"]
-            for name, value in request.headers.raw:
-                head += (name, b": ", value, b"\r\n")
-            head.append(b"\r\n")
-            read_seconds = timeouts.get("read")
-            status, reason, headers = await connection.send(b"".join(head) + body, request, read_seconds)
+            data = head + await _body(request)
+            connection, (status, reason, headers) = await self._exchange(origin, data, request, timeouts)
         except BaseException:
-            if connection is not None:
-                connection.close()
             self._in_flight.release()
             raise
         return httpx.Response(
@@ -135,11 +163,41 @@ class Transport(httpx.AsyncBaseTransport):
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
         )
 
+    async def _exchange(
+        self, origin: Origin, data: bytes, request: httpx.Request, timeouts: Mapping[str, float | None]
+    ) -> tuple[Connection, Head]:
+        """Send on a pooled connection (or a new one) and wait for the response's head. A reused connection
+        the server had closed before a byte of the response arrived (EOF, reset): once more on a new one.
+        Nothing else is sent twice (a POST that reached Azure may have been billed)."""
+        connection = self._reuse(origin)
+        for retry in (connection is not None, False):
+            if connection is None:
+                connection = await self._connect(origin, request, timeouts.get("connect"))
+            try:
+                return connection, await connection.send(data, request, timeouts.get("read"))
+            except Failure as failure:  # "stale"
+                connection.close()
+                connection = None
+                if not retry:
+                    raise failure.as_httpx(request) from None
+            except BaseException:
+                connection.close()
+                raise
+        raise AssertionError("unreachable")
+
     async def aclose(self) -> None:
         for connections in self._idle.values():
-            for connection in connections:
+            for connection in list(connections):
                 connection.close()
         self._idle.clear()
+        for proxy in self._proxy_transports.values():
+            await proxy.aclose()
+        self._proxy_transports.clear()
+        self._proxied.clear()
+
+    def idle_connections(self) -> int:
+        """How many connections wait in the pool (for tests)."""
+        return sum(len(connections) for connections in self._idle.values())
 
     async def _acquire(self, request: httpx.Request, seconds: float | None) -> None:
         if not self._in_flight.locked():
@@ -151,16 +209,22 @@ class Transport(httpx.AsyncBaseTransport):
         except TimeoutError:
             raise httpx.PoolTimeout("no connection became free in time", request=request) from None
 
-    def _reuse(self, origin: Origin) -> _Connection | None:
+    def _reuse(self, origin: Origin) -> Connection | None:
         idle = self._idle.get(origin)
+        now = self._clock.now()
         while idle:
             connection = idle.pop()
-            if connection.reusable(time.monotonic() - self._keepalive_expiry):
+            connection.taken()
+            since = connection.idle_since
+            if connection.reusable() and since and not self._clock.passed(since, self._keepalive_expiry, now):
                 return connection
             connection.close()
         return None
 
-    async def _connect(self, origin: Origin, request: httpx.Request, seconds: float | None) -> _Connection:
+    async def _connect(self, origin: Origin, request: httpx.Request, seconds: float | None) -> Connection:
+        """A new connection: the host's addresses tried as RFC 8305 says (the next one after 250 ms
+        without an answer, families interleaved), so a black-holed address does not spend the whole
+        connect timeout; then TLS."""
         scheme, host, port = origin
         tls = None
         if scheme == b"https":
@@ -168,8 +232,12 @@ class Transport(httpx.AsyncBaseTransport):
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(seconds):
+                addresses = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                sock = await aiohappyeyeballs.start_connection(
+                    addresses, happy_eyeballs_delay=_HAPPY_EYEBALLS_DELAY, interleave=1
+                )
                 _, connection = await loop.create_connection(
-                    _Connection, host, port, ssl=tls, server_hostname=host if tls else None
+                    Connection, sock=sock, ssl=tls, server_hostname=host if tls else None
                 )
         except TimeoutError:
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out", request=request) from None
@@ -179,14 +247,76 @@ class Transport(httpx.AsyncBaseTransport):
         self.connections_opened += 1
         return connection
 
-    def _release(self, connection: _Connection, origin_key: Origin | None) -> None:
-        """A response is done with its connection: back to the pool when read to its end, else closed."""
+    def _release(self, connection: Connection, origin_key: Origin | None) -> None:
+        """A response is done with its connection: back to the pool when read to its end, else closed.
+        An idle connection is closed once past keep-alive expiry, whether or not a request comes."""
         if origin_key is not None and connection.finished():
-            connection.idle_since = time.monotonic()
-            self._idle.setdefault(origin_key, []).append(connection)
+            idle = self._idle.setdefault(origin_key, [])
+            idle.append(connection)
+            expiry = asyncio.get_running_loop().call_later(self._keepalive_expiry, connection.close)
+            connection.idle(self._clock.now(), expiry, functools.partial(_leave, idle, connection))
         else:
             connection.close()
         self._in_flight.release()
+
+    def _proxy(self, origin: Origin) -> httpx.AsyncBaseTransport | None:
+        """httpx's own transport (httpcore: CONNECT for https) for an origin HTTP(S)_PROXY applies to and
+        NO_PROXY does not exempt, else None (this transport)."""
+        try:
+            return self._proxied[origin]
+        except KeyError:
+            pass
+        scheme, host, port = origin
+        url = self._proxies.get(scheme.decode()) or self._proxies.get("all")
+        proxy = None
+        # proxy_bypass_environment: NO_PROXY as urllib (and requests, botocore) read it; not in typeshed.
+        # Loopback is never proxied (the Parameters and Secrets extension listens on localhost).
+        bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+        if url and not _loopback(host) and not bypass(f"{host}:{port}", self._proxies):
+            proxy = self._proxy_transports.get(url)
+            if proxy is None:
+                proxy = self._proxy_transports[url] = httpx.AsyncHTTPTransport(
+                    proxy=url,
+                    verify=self._ssl if self._ssl is not None else True,
+                    limits=httpx.Limits(
+                        max_connections=self._max_connections, keepalive_expiry=self._keepalive_expiry
+                    ),
+                )
+        self._proxied[origin] = proxy
+        return proxy
+
+
+def _leave(idle: list[Connection], connection: Connection) -> None:
+    """An idle connection closed (expired, by the server, or for speaking unasked) leaves its pool."""
+    if connection in idle:
+        idle.remove(connection)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _head(request: httpx.Request) -> bytes:
+    """The request line and headers; LocalProtocolError for a header that would not be one header."""
+    method = request.method.encode("ascii")
+    if not _TOKEN.fullmatch(method):
+        raise httpx.LocalProtocolError("the request method is not an HTTP token", request=request)
+    head = [method, b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
+    for name, value in request.headers.raw:
+        if b"\r" in value or b"\n" in value or b"\0" in value:
+            raise httpx.LocalProtocolError(
+                f"the value of header {name.decode('latin-1')!r} holds CR, LF or NUL", request=request
+            )
+        if not _TOKEN.fullmatch(name):
+            raise httpx.LocalProtocolError("a header name is not an HTTP token", request=request)
+        head += (name, b": ", value, b"\r\n")
+    head.append(b"\r\n")
+    return b"".join(head)
 
 
 async def _body(request: httpx.Request) -> bytes:
@@ -201,7 +331,7 @@ async def _body(request: httpx.Request) -> bytes:
 
 class _ResponseBody(httpx.AsyncByteStream):
     def __init__(
-        self, pool: Transport, connection: _Connection, request: httpx.Request, read_timeout: float | None
+        self, pool: Transport, connection: Connection, request: httpx.Request, read_timeout: float | None
     ) -> None:
         self._pool, self._connection, self._request, self._timeout = pool, connection, request, read_timeout
         self._origin = connection.origin
@@ -219,172 +349,6 @@ class _ResponseBody(httpx.AsyncByteStream):
         if not self._released:
             self._released = True
             self._pool._release(self._connection, self._origin if reuse else None)
-
-
-class _Connection(asyncio.Protocol):
-    """One HTTP/1.1 connection: one request at a time, its response parsed by httptools as bytes arrive."""
-
-    def __init__(self) -> None:
-        self._parser = httptools.HttpResponseParser(self)
-        self._transport: asyncio.Transport | None = None
-        self.origin: Origin | None = None
-        self.idle_since = 0.0
-        self._lost = False
-        self._paused = False
-        self._new_response()
-
-    def _new_response(self) -> None:
-        self._reason = b""
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._head: asyncio.Future[tuple[int, bytes, list[tuple[bytes, bytes]]]] | None = None
-        self._chunks: collections.deque[bytes] = collections.deque()
-        self._buffered = 0
-        self._complete = False
-        self._keep_alive = False
-        self._error: Exception | None = None
-        self._wakeup: asyncio.Future[None] | None = None
-        self._headers_done = False
-
-    # --- used by the transport ---
-
-    def reusable(self, idle_after: float) -> bool:
-        return not self._lost and self.idle_since >= idle_after
-
-    def finished(self) -> bool:
-        return self._complete and self._keep_alive and not self._lost
-
-    def close(self) -> None:
-        self._lost = True
-        if self._transport is not None:
-            self._transport.close()
-
-    async def send(
-        self, data: bytes, request: httpx.Request, seconds: float | None
-    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-        """Write a request; wait for the response's status line and headers."""
-        assert self._transport is not None
-        self._new_response()
-        self._head = asyncio.get_running_loop().create_future()
-        if self._lost:
-            raise httpx.RemoteProtocolError("the connection was closed", request=request)
-        self._transport.write(data)
-        try:
-            async with asyncio.timeout(seconds):
-                return await self._head
-        except TimeoutError:
-            raise httpx.ReadTimeout("the upstream sent no response in time", request=request) from None
-        except _Failure as failure:
-            raise failure.as_httpx(request) from None
-
-    async def read(self, request: httpx.Request, seconds: float | None) -> bytes:
-        """The next piece of the response body; b"" at its end."""
-        while not self._chunks:
-            if self._complete:
-                return b""
-            if self._error is not None:
-                raise _as_httpx(self._error, request)
-            self._wakeup = asyncio.get_running_loop().create_future()
-            try:
-                async with asyncio.timeout(seconds):
-                    await self._wakeup
-            except TimeoutError:
-                raise httpx.ReadTimeout("the upstream stopped sending in time", request=request) from None
-        chunk = self._chunks.popleft()
-        self._buffered -= len(chunk)
-        if self._paused and self._buffered < _HIGH_WATER // 4 and self._transport is not None:
-            self._paused = False
-            self._transport.resume_reading()
-        return chunk
-
-    # --- asyncio.Protocol ---
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(_Failure("protocol", f"an invalid HTTP response ({exc})"))
-            self.close()
-
-    def eof_received(self) -> bool:
-        self._lost = True  # the server is done with this connection: never reused (read to its end first)
-        return False  # close our side too
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._lost = True
-        if self._headers_done and not self._complete and self._error is None:
-            if self._parser.should_keep_alive() is False and not self._has_length():
-                self._complete = True  # a body delimited by the end of the connection
-                self._wake()
-                return
-            self._fail(_Failure("read", "the upstream closed the connection mid-response"))
-        elif not self._headers_done:
-            self._fail(_Failure("protocol", "the server disconnected without sending a response"))
-
-    # --- httptools callbacks ---
-
-    def on_status(self, reason: bytes) -> None:
-        self._reason += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        status = self._parser.get_status_code()
-        if 100 <= status < 200:  # informational: the real response follows
-            self._reason, self._headers = b"", []
-            return
-        self._headers_done = True
-        if self._head is not None and not self._head.done():
-            self._head.set_result((status, self._reason, self._headers))
-
-    def on_body(self, body: bytes) -> None:
-        self._chunks.append(body)
-        self._buffered += len(body)
-        if self._buffered > _HIGH_WATER and not self._paused and self._transport is not None:
-            self._paused = True
-            self._transport.pause_reading()
-        self._wake()
-
-    def on_message_complete(self) -> None:
-        if self._headers_done:
-            self._complete = True
-            self._keep_alive = self._parser.should_keep_alive()  # only meaningful here (llhttp resets it)
-            self._wake()
-
-    # --- helpers ---
-
-    def _has_length(self) -> bool:
-        return any(name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self._headers)
-
-    def _wake(self) -> None:
-        if self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
-
-    def _fail(self, failure: _Failure) -> None:
-        if self._head is not None and not self._head.done():
-            self._head.set_exception(failure)
-        else:
-            self._error = failure
-            self._wake()
-
-
-class _Failure(Exception):
-    """A connection's failure, turned into httpx's exception (which needs the request) where it is raised."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-    def as_httpx(self, request: httpx.Request) -> httpx.TransportError:
-        kind = httpx.RemoteProtocolError if self.kind == "protocol" else httpx.ReadError
-        return kind(str(self), request=request)
-
-
-def _as_httpx(error: Exception, request: httpx.Request) -> Exception:
-    return error.as_httpx(request) if isinstance(error, _Failure) else error
 
 
 def tls_context(verify: ssl.SSLContext | bool = True) -> ssl.SSLContext:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from chatgate.clock import Clock, Stamp
 from chatgate.ratelimit import Limits
 
 ALL_MODELS = "*"
@@ -32,21 +33,22 @@ class WorkspaceDirectory:
         *,
         cache_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._defaults = defaults
         self._cache_seconds = cache_seconds
-        self._clock = clock
-        self._cache: dict[str, tuple[float, dict[str, Limits]]] = {}
+        self._clock = Clock(monotonic=clock, wall=wall_clock)  # see chatgate.clock
+        self._cache: dict[str, tuple[Stamp, dict[str, Limits]]] = {}
 
     async def limits(self, workspace_id: str, model: str) -> Limits:
         overrides = await self._overrides(workspace_id)
         return overrides.get(model) or overrides.get(ALL_MODELS) or self._defaults
 
     async def _overrides(self, workspace_id: str) -> dict[str, Limits]:
-        now = self._clock()
+        now = self._clock.now()
         cached = self._cache.get(workspace_id)
-        if cached is not None and now - cached[0] < self._cache_seconds:
+        if cached is not None and not self._clock.passed(cached[0], self._cache_seconds, now):
             return cached[1]
         overrides = await self._store.get_limits(workspace_id)
         if len(self._cache) > 10_000:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from chatgate import workspace_ids
 from chatgate.settings import Settings
 
 if TYPE_CHECKING:
@@ -28,6 +29,14 @@ def secretsmanager(settings: Settings) -> SecretsManagerClient:
     from chatgate.wiring import aws_clients
 
     return aws_clients(settings)[1]
+
+
+def workspace_argument(value: str) -> str:
+    """argparse's `type` for every --workspace: the workspace id rule (chatgate.workspace_ids)."""
+    try:
+        return workspace_ids.check(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class CommandError(Exception):

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from chatgate.cli.common import Commands, dynamodb, fail, iso, print_table, runs, when
+from chatgate.cli.common import Commands, dynamodb, fail, iso, print_table, runs, when, workspace_argument
 from chatgate.settings import Settings
 
 if TYPE_CHECKING:
@@ -20,12 +20,12 @@ def register(commands: Commands) -> None:
     keys = commands.add_parser("keys", help="create, list and revoke workspace API keys")
     key_commands = keys.add_subparsers(title="keys commands", required=True)
     create = key_commands.add_parser("create", help="create a key (printed once)")
-    create.add_argument("--workspace", required=True)
+    create.add_argument("--workspace", required=True, type=workspace_argument)
     create.add_argument("--name", default="")
     create.add_argument("--expires-in-days", type=float, default=None)
     create.set_defaults(run=runs(run_create))
     listing = key_commands.add_parser("list", help="list a workspace's keys (never the secrets)")
-    listing.add_argument("--workspace", required=True)
+    listing.add_argument("--workspace", required=True, type=workspace_argument)
     listing.add_argument("--json", action="store_true", help="one JSON document instead of a table")
     listing.set_defaults(run=runs(run_list))
     revoke = key_commands.add_parser("revoke", help="revoke a key by its id")

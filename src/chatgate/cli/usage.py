@@ -11,7 +11,7 @@ import argparse
 import json
 from datetime import UTC, date, datetime, timedelta
 
-from chatgate.cli.common import CommandError, Commands, dynamodb, fail, print_table, runs
+from chatgate.cli.common import CommandError, Commands, dynamodb, fail, print_table, runs, workspace_argument
 from chatgate.settings import Settings
 from chatgate.usage import UsageRecord
 
@@ -20,7 +20,7 @@ DEFAULT_DAYS = 30
 
 def register(commands: Commands) -> None:
     usage = commands.add_parser("usage", help="a workspace's token usage per day and model")
-    usage.add_argument("--workspace", required=True)
+    usage.add_argument("--workspace", required=True, type=workspace_argument)
     usage.add_argument("--from", dest="first", type=_day, help="first day, YYYY-MM-DD (UTC)")
     usage.add_argument("--to", dest="last", type=_day, help="last day, YYYY-MM-DD (UTC); default today")
     usage.add_argument("--json", action="store_true", help="one JSON document instead of a table")

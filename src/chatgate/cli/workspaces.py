@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from chatgate.cli import byok
-from chatgate.cli.common import Commands, dynamodb, fail, print_table, runs
+from chatgate.cli.common import Commands, dynamodb, fail, print_table, runs, workspace_argument
 from chatgate.settings import Settings
 
 if TYPE_CHECKING:
@@ -24,16 +24,16 @@ def _register_limits(workspace_commands: Commands) -> None:
     limits = workspace_commands.add_parser("limits", help="per-model rate-limit overrides")
     limit_commands = limits.add_subparsers(title="limits commands", required=True)
     limits_set = limit_commands.add_parser("set", help="override a workspace's limits for one model")
-    limits_set.add_argument("--workspace", required=True)
+    limits_set.add_argument("--workspace", required=True, type=workspace_argument)
     limits_set.add_argument("--model", required=True, help="a model name, or '*' for every model")
     limits_set.add_argument("--rpm", type=int, required=True, help="requests per window")
     limits_set.add_argument("--tpm", type=int, required=True, help="tokens per window")
     limits_set.set_defaults(run=runs(run_limits_set))
     limits_show = limit_commands.add_parser("show", help="show a workspace's overrides")
-    limits_show.add_argument("--workspace", required=True)
+    limits_show.add_argument("--workspace", required=True, type=workspace_argument)
     limits_show.set_defaults(run=runs(run_limits_show))
     limits_remove = limit_commands.add_parser("remove", help="go back to the stack's default limits")
-    limits_remove.add_argument("--workspace", required=True)
+    limits_remove.add_argument("--workspace", required=True, type=workspace_argument)
     limits_remove.add_argument("--model", required=True)
     limits_remove.set_defaults(run=runs(run_limits_remove))
 

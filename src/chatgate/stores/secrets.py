@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 import httpx
 
+from chatgate.clock import Clock, Stamp
 from chatgate.errors import ServiceUnavailable
 from chatgate.stores.aws import AwsError, AwsJsonClient, AwsUnreachable, json_caller
 from chatgate.transport import HttpClient
@@ -50,29 +51,30 @@ class SecretsManagerSource:
         *,
         max_age: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._reader: SecretReader = (
             client if isinstance(client, ExtensionSecretReader) else _ApiSecretReader(client)
         )
         self._max_age = max_age
-        self._clock = clock
-        self._cache: dict[str, tuple[float, Mapping[str, Any] | None]] = {}
+        self._clock = Clock(monotonic=clock, wall=wall_clock)  # see chatgate.clock
+        self._cache: dict[str, tuple[Stamp, Mapping[str, Any] | None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def get_json(self, name: str) -> Mapping[str, Any] | None:
         cached = self._cache.get(name)
-        if cached is not None and self._clock() - cached[0] < self._max_age:
+        if cached is not None and not self._clock.passed(cached[0], self._max_age):
             return cached[1]
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
             cached = self._cache.get(name)
-            if cached is not None and self._clock() - cached[0] < self._max_age:
+            if cached is not None and not self._clock.passed(cached[0], self._max_age):
                 return cached[1]
             value = await self._fetch(name)
             if len(self._cache) >= _CACHE_MAX_ENTRIES:
                 self._cache.clear()
                 self._locks = {name: lock}
-            self._cache[name] = (self._clock(), value)
+            self._cache[name] = (self._clock.now(), value)
             return value
 
     def invalidate(self, name: str | None = None) -> None:

@@ -231,6 +231,12 @@ def transport_error(exc: Exception) -> ChatgateError:
     """A failure to talk to Azure: timeouts are 504, everything else 502."""
     if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
         return UpstreamTimeout("The upstream did not respond in time. Please retry.")
+    if isinstance(exc, httpx.LocalProtocolError):  # the transport refused a header (CR, LF or NUL): not sent
+        return UpstreamError(
+            "chatgate refused to send the request upstream: a configured header value is malformed. "
+            "Contact your administrator.",
+            code="upstream_request_refused",
+        )
     return UpstreamError("The upstream could not be reached. Please retry.")
 
 

@@ -30,7 +30,9 @@ means): `https://` on a host ending in one of CHATGATE_BYOK_ENDPOINT_SUFFIXES (A
 443 if any, no user info, query or fragment, a plain path. Anything else (the Lambda Runtime API on
 http://127.0.0.1:9001, `https://a:b:c`, `https://x.openai.azure.com@evil.example`) is refused with the
 same 502 before anything is reserved or sent. `chatgate dev` also allows plain-http loopback endpoints
-(its emulators) unless the suffix variable is set.
+(its emulators) unless the suffix variable is set. The key is checked there too: one holding CR, LF or NUL
+(it would end the `api-key` header and smuggle what follows) is refused with the same 502
+(`byok_api_key_not_allowed`); the transport would refuse to send it anyway.
 """
 
 from __future__ import annotations
@@ -42,9 +44,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from chatgate import workspace_ids
 from chatgate.concurrently import both
 from chatgate.errors import ChatgateError, ModelNotFound, UpstreamError
 from chatgate.settings import DEFAULT_BYOK_ENDPOINT_SUFFIXES, Settings
+from chatgate.transport import unsafe_header_value
 
 # Azure's v1 surface: no api-version, serves every model (a dated version can be chosen per upstream).
 V1_API_VERSION = "v1"
@@ -53,8 +57,6 @@ DEFAULT_API_VERSION = V1_API_VERSION
 _DATED_API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?")
 # The owner (`owned_by`) of the models the stack's shared resources serve.
 STACK_OWNER = "chatgate"
-# Workspace ids that can have a BYOK secret: the characters Secrets Manager allows in a name, minus "/".
-_BYOK_WORKSPACE = re.compile(r"[A-Za-z0-9_+=.@-]{1,128}")
 
 
 _DNS_NAME = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
@@ -126,7 +128,7 @@ def normalize_api_version(value: object) -> str:
 
 def byok_capable(workspace_id: str) -> bool:
     """Whether a workspace id can name a BYOK secret (others never have one, and are never looked up)."""
-    return _BYOK_WORKSPACE.fullmatch(workspace_id) is not None
+    return workspace_ids.valid(workspace_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +303,12 @@ class UpstreamDirectory:
                 f"not allowed: {problem}. It must be an https:// Azure OpenAI endpoint. Contact your "
                 "administrator.",
                 code="byok_endpoint_not_allowed",
+            )
+        if unsafe_header_value(resource.api_key):  # it goes in a header: a line break would smuggle a request
+            raise UpstreamError(
+                f"The bring-your-own-keys API key of workspace '{workspace_id}' for region '{region}' "
+                "holds a line break or NUL character and cannot be used. Contact your administrator.",
+                code="byok_api_key_not_allowed",
             )
         return resource
 
