@@ -74,6 +74,8 @@ class RequestObservation:
 
     __slots__ = (
         "api",
+        "attempts",
+        "cooling",
         "emitted",
         "error",
         "first_token_at",
@@ -83,9 +85,12 @@ class RequestObservation:
         "model",
         "output_tokens",
         "path",
+        "pool",
+        "pool_exhausted",
         "rate_limited",
         "region",
         "request_id",
+        "resource",
         "started",
         "started_at",
         "status",
@@ -136,6 +141,14 @@ class RequestObservation:
         self.first_token_at: float | None = None
         self.steps: list[Step] = []
         self.emitted = False
+        # Upstream pools (upstream/pool.py): every attempt (resource, Azure's status, milliseconds), the
+        # resource that served (or was tried last), whose pool ("stack" or "byok"), how many of the
+        # pool's resources for the model were cooling down, and whether none could serve.
+        self.attempts: list[tuple[str, int | str, float]] = []
+        self.resource = UNKNOWN
+        self.pool = UNKNOWN
+        self.cooling: int | None = None
+        self.pool_exhausted = False
 
     # --- setters the pipeline calls ---------------------------------------------------------------------
 
@@ -165,6 +178,18 @@ class RequestObservation:
             self.upstream_request_id = upstream_request_id[:128]
         if self.upstream_start is not None:
             self.step("upstream", self.upstream_start, self.upstream_end)
+
+    def routed(self, pool: str, cooling: int, *, exhausted: bool = False) -> None:
+        """The request's pool ("stack" or "byok"), how many of its resources were cooling down, and
+        whether every one was (then nothing is sent to Azure)."""
+        self.pool = pool
+        self.cooling = cooling
+        self.pool_exhausted = self.pool_exhausted or exhausted
+
+    def attempted(self, resource: str, status: int | str, started: float) -> None:
+        """One upstream attempt ended (perf_counter `started`): Azure's status, or how it failed."""
+        self.attempts.append((resource, status, (time.perf_counter() - started) * 1000))
+        self.resource = resource
 
     def first_token(self) -> None:
         """The first chunk carrying generated content was relayed to the client."""
