@@ -116,15 +116,16 @@ async def _failover(
     """One upstream call over the route's pool (upstream/pool.py): the next resource after a 429, a 5xx or
     an unreachable one, before anything is relayed. One reservation covers every attempt; the answer's usage
     is the only usage charged (Azure bills no 429 and no refused connection)."""
+    observed = observability.current()
     try:
         return await services.pools.call(route, attempt)
     except ChatgateError as error:
-        if error.failover is not None:
+        if error.failover is not None:  # nothing served it: is any resource left?
             cooling = services.pools.cooling(route)
-            observability.current().routed(
-                _pool_kind(route), cooling, exhausted=cooling == len(route.resources)
-            )
+            observed.routed(_pool_kind(route), cooling, exhausted=cooling == len(route.resources))
         raise
+    finally:  # the metrics line counts the resources cooling once the request is done with the pool
+        observed.routed(_pool_kind(route), services.pools.cooling(route))
 
 
 async def settled(caller: Principal, services: Services) -> None:
