@@ -88,6 +88,7 @@ async def run(
             upstream = await _failover(
                 services, route, lambda target: api.open_stream(services.azure, target, parsed)
             )
+            settlement.resource = observed.resource  # the resource that answered: in the usage record
             return EventStreamResponse(
                 upstream,
                 api.stream_relay(parsed),
@@ -97,6 +98,7 @@ async def run(
                 max_seconds=settings.stream_max_seconds,
             )
         answer = await _failover(services, route, lambda target: api.complete(services.azure, target, parsed))
+        settlement.resource = observed.resource
     except BaseException as error:
         with anyio.CancelScope(shield=True):
             await settlement.abandoned()

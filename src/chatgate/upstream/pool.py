@@ -73,7 +73,7 @@ class PoolHealth:
         self.failure_threshold = failure_threshold
         self.open_seconds = open_seconds
         self.max_open_seconds = max_open_seconds
-        self._clock = clock
+        self.clock = clock
         self._draw = draw
         self._health: dict[tuple[str, str, str], _Health] = {}
 
@@ -104,12 +104,12 @@ class PoolHealth:
 
     def cooling(self, route: UpstreamRoute) -> int:
         """How many of the route's resources are skipped right now."""
-        now = self._clock()
+        now = self.clock()
         return sum(self._cooling(self._state(route, resource), now) for resource in route.resources)
 
     def unavailable(self, route: UpstreamRoute) -> ChatgateError | None:
         """The error to answer at once when every resource of the route is cooling (None otherwise)."""
-        now = self._clock()
+        now = self.clock()
         states = [self._state(route, resource) for resource in route.resources]
         if not states or not all(self._cooling(health, now) for health in states):
             return None
@@ -118,7 +118,7 @@ class PoolHealth:
 
     def admit(self, route: UpstreamRoute, resource: AzureResource) -> bool:
         """Whether to call the resource now (claiming the probe when its breaker is due for one)."""
-        now = self._clock()
+        now = self.clock()
         health = self._state(route, resource)
         if self._cooling(health, now):
             return False
@@ -139,7 +139,7 @@ class PoolHealth:
             DEFAULT_THROTTLE_SECONDS if retry_in is None else min(max(retry_in, 0.0), MAX_THROTTLE_SECONDS)
         )
         health = self._state(route, resource)
-        health.until = self._clock() + seconds
+        health.until = self.clock() + seconds
         health.throttled = True
         health.probe_until = 0.0
 
@@ -151,7 +151,7 @@ class PoolHealth:
         if health.failures >= self.failure_threshold:
             doubled = health.open_for * 2 if health.open_for else self.open_seconds
             health.open_for = min(doubled, self.max_open_seconds)
-            health.until = self._clock() + health.open_for
+            health.until = self.clock() + health.open_for
 
     def released(self, route: UpstreamRoute, resource: AzureResource) -> None:
         """An attempt ended without an outcome (its request was cancelled): free its probe claim."""
