@@ -3,16 +3,14 @@ administered from the command line, keys from standard input only, and the gatew
 
 from __future__ import annotations
 
-import io
-import sys
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from chatgate.app import create_app
-from chatgate.cli import main
 from chatgate.dev.azure_emulator import EmulatorState, RunningEmulator, start_emulator
+from tests.component.test_byok import cli
 from tests.conftest import Stack
 from tests.support.servers import serve
 
@@ -24,17 +22,6 @@ def france() -> Iterator[RunningEmulator]:
     emulator = start_emulator(EmulatorState(api_key=FRANCE_KEY, name="azure-eu-france"))
     yield emulator
     emulator.stop()
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str, stdin: str = "") -> tuple[int, str, str]:
-    capsys.readouterr()
-    saved, sys.stdin = sys.stdin, io.StringIO(stdin)
-    try:
-        code = main(list(argv))
-    finally:
-        sys.stdin = saved
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def ask(url: str, key: str) -> str:

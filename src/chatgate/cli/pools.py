@@ -16,6 +16,7 @@ name carries the region. The gateway follows a change within CHATGATE_SECRET_MAX
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from chatgate.cli.byok import (
@@ -67,6 +68,21 @@ def register_byok_pool(byok_commands: Commands) -> None:
     listing.add_argument("--workspace", required=True)
     _region(listing)
     listing.set_defaults(run=runs(run_byok_list))
+
+
+def store_errors(function: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A command whose Secrets Manager failures end it with their message (ByokStoreError names the
+    operation and error code, nothing else)."""
+
+    def run(args: argparse.Namespace) -> int:
+        from chatgate.stores.byok_secrets import ByokStoreError
+
+        try:
+            return function(args)
+        except ByokStoreError as error:
+            fail(str(error))
+
+    return run
 
 
 def _region(parser: argparse.ArgumentParser) -> None:
@@ -165,92 +181,70 @@ def _stack_endpoint(url: str) -> str:
     return endpoint
 
 
+@store_errors
 def run_upstream_add(args: argparse.Namespace) -> int:
-    from chatgate.stores.byok_secrets import ByokStoreError
-
     settings = Settings()
     resource = resource_from(args, _stack_endpoint(args.endpoint))
     store = stack_store(settings)
-    try:
-        current = store.get(args.region)
-        store.put_pool(with_resource(current.pool if current else None, resource, args.region, None))
-        print_pool(store.get(args.region), f"upstream {args.region}", settings)
-    except ByokStoreError as error:
-        fail(str(error))
+    current = store.get(args.region)
+    store.put_pool(with_resource(current.pool if current else None, resource, args.region, None))
+    print_pool(store.get(args.region), f"upstream {args.region}", settings)
     return 0
 
 
+@store_errors
 def run_upstream_list(args: argparse.Namespace) -> int:
-    from chatgate.stores.byok_secrets import ByokStoreError
-
     settings = Settings()
-    try:
-        print_pool(stack_store(settings).get(args.region), f"upstream {args.region}", settings)
-    except ByokStoreError as error:
-        fail(str(error))
+    print_pool(stack_store(settings).get(args.region), f"upstream {args.region}", settings)
     return 0
 
 
+@store_errors
 def run_upstream_remove(args: argparse.Namespace) -> int:
-    from chatgate.stores.byok_secrets import ByokStoreError
-
     settings = Settings()
     store = stack_store(settings)
     where = f"upstream {args.region}"
-    try:
-        store.put_pool(without_resource(store.get(args.region), args.name, where))
-        print_pool(store.get(args.region), where, settings)
-    except ByokStoreError as error:
-        fail(str(error))
+    store.put_pool(without_resource(store.get(args.region), args.name, where))
+    print_pool(store.get(args.region), where, settings)
     return 0
 
 
 # --- a workspace's own pool ---------------------------------------------------------------------------
 
 
+@store_errors
 def run_byok_add(args: argparse.Namespace) -> int:
-    from chatgate.stores.byok_secrets import ByokStoreError
-
     workspace = check_workspace(args.workspace)
     settings = Settings()
     resource = resource_from(args, check_endpoint(args.endpoint))
     store = byok_store(settings)
-    where = f"workspace {workspace}, region {args.region}"
-    try:
-        current = store.get(workspace, args.region)
-        store.put_pool(
-            workspace, with_resource(current.pool if current else None, resource, args.region, workspace)
-        )
-        print_pool(store.get(workspace, args.region), where, settings)
-    except ByokStoreError as error:
-        fail(str(error))
+    current = store.get(workspace, args.region)
+    store.put_pool(
+        workspace, with_resource(current.pool if current else None, resource, args.region, workspace)
+    )
+    print_pool(store.get(workspace, args.region), f"workspace {workspace}, region {args.region}", settings)
     return 0
 
 
+@store_errors
 def run_byok_list(args: argparse.Namespace) -> int:
-    from chatgate.stores.byok_secrets import ByokStoreError
-
     workspace = check_workspace(args.workspace)
     settings = Settings()
-    try:
-        secret = byok_store(settings).get(workspace, args.region)
-    except ByokStoreError as error:
-        fail(str(error))
-    print_pool(secret, f"workspace {workspace}, region {args.region}", settings)
+    print_pool(
+        byok_store(settings).get(workspace, args.region),
+        f"workspace {workspace}, region {args.region}",
+        settings,
+    )
     return 0
 
 
+@store_errors
 def run_byok_remove_resource(args: argparse.Namespace) -> int:
     """`byok remove --name N`: one resource of the workspace's pool (the last one: use remove alone)."""
-    from chatgate.stores.byok_secrets import ByokStoreError
-
     workspace = check_workspace(args.workspace)
     settings = Settings()
     store = byok_store(settings)
     where = f"workspace {workspace}, region {args.region}"
-    try:
-        store.put_pool(workspace, without_resource(store.get(workspace, args.region), args.name, where))
-        print_pool(store.get(workspace, args.region), where, settings)
-    except ByokStoreError as error:
-        fail(str(error))
+    store.put_pool(workspace, without_resource(store.get(workspace, args.region), args.name, where))
+    print_pool(store.get(workspace, args.region), where, settings)
     return 0
