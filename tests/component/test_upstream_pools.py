@@ -372,3 +372,31 @@ def test_a_request_that_failed_over_is_charged_once_with_the_answer_s_usage(
     assert record.completion_tokens == usage["completion_tokens"] + usage_chunk["completion_tokens"]
     assert record.counted_requests == 0
     assert dict(record.resources) == {"france": (2, usage["total_tokens"] + usage_chunk["total_tokens"])}
+
+
+def test_chatgate_dev_s_eu_pool_shows_a_failover(
+    moto_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What docs/upstreams.md tells a newcomer to try: `[[rate_limit:sweden]]` against chatgate dev."""
+    from chatgate.dev.server import prepare
+
+    monkeypatch.setenv("CHATGATE_SECRET_PREFIX", f"devpool-{uuid.uuid4().hex[:8]}")
+    for name in ("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_ENDPOINT_EU", "AZURE_OPENAI_ENDPOINT_US"):
+        monkeypatch.delenv(name, raising=False)
+    caplog.set_level(logging.INFO, logger="chatgate.access")
+    dev = prepare({}, settings=Settings())
+    try:
+        sweden, france = dev.emulators["eu"].state, dev.emulators["eu-france"].state
+        assert (sweden.name, france.name) == ("azure-eu-sweden", "azure-eu-france")
+        app = create_app(dev.settings)
+        with serve(app) as url:
+            gateway = Gateway(url, app, dev.demo_key)
+            assert answered_by(gateway.chat("Hello")) == "sweden"
+            assert answered_by(gateway.chat("Hello [[rate_limit:sweden]]")) == "france"
+            assert access_attempts(caplog)[-1] == [("sweden", 429), ("france", 200)]
+            assert answered_by(gateway.chat("Hello")) == "france"  # Sweden cools down for its 7 s
+            us = gateway.chat("Hello", region="us")
+            assert us.status_code == 200 and "azure-us" in us.json()["choices"][0]["message"]["content"]
+        assert len(sweden.requests) == 2 and len(france.requests) == 2
+    finally:
+        dev.close()
