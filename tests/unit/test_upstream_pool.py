@@ -202,3 +202,35 @@ async def test_an_error_not_marked_for_failover_ends_the_loop_at_once() -> None:
 
 def test_an_azure_resource_keeps_its_repr_free_of_the_key() -> None:
     assert "secret-key" not in repr(AzureResource("https://x.openai.azure.com", "secret-key", name="x"))
+
+
+async def test_the_models_list_and_routes_follow_what_the_pool_deploys() -> None:
+    from chatgate.errors import ModelNotFound
+    from chatgate.upstream.config import UpstreamDirectory
+    from tests.fakes import MemorySecrets
+
+    pool = {
+        "resources": [
+            {**SINGLE, "name": "sweden", "deployments": {"gpt-4o": "prod-4o"}},
+            {
+                **SINGLE,
+                "name": "france",
+                "deployments": {"gpt-4o": "4o", "gpt-4o-mini": "mini"},
+                "priority": 2,
+            },
+        ]
+    }
+    upstreams = UpstreamDirectory(
+        MemorySecrets({"up/eu": pool}),
+        models=("gpt-4o", "gpt-4o-mini", "o4-mini"),
+        secret_name=lambda r: f"up/{r}",
+    )
+    assert (await upstreams.catalog("eu", "acme")).models == ("gpt-4o", "gpt-4o-mini")
+    route = await upstreams.route("eu", "acme", "gpt-4o")
+    assert [(r.name, route.target(r).deployment) for r in route.resources] == [
+        ("sweden", "prod-4o"),
+        ("france", "4o"),
+    ]
+    assert [r.name for r in (await upstreams.route("eu", "acme", "gpt-4o-mini")).resources] == ["france"]
+    with pytest.raises(ModelNotFound):
+        await upstreams.route("eu", "acme", "o4-mini")  # allowed by the stack, deployed nowhere in the pool

@@ -379,7 +379,11 @@ class UpstreamDirectory:
         own = await self._byok(region, workspace_id)
         if own is not None:
             return ModelCatalog(self._byok_models(own), owned_by=workspace_id, byok=True)
-        return ModelCatalog(self._models, owned_by=STACK_OWNER, byok=False)
+        shared = await self._shared_or_error(region)
+        if isinstance(shared, ChatgateError):  # listed all the same: a request names the problem
+            return ModelCatalog(self._models, owned_by=STACK_OWNER, byok=False)
+        served = tuple(model for model in self._models if shared.serving(model))
+        return ModelCatalog(served, owned_by=STACK_OWNER, byok=False)
 
     async def owner_resource(
         self, region: str, workspace_id: str, name: str | None = None
