@@ -74,6 +74,7 @@ class RequestObservation:
 
     __slots__ = (
         "api",
+        "attempt_start",
         "attempts",
         "cooling",
         "emitted",
@@ -137,6 +138,7 @@ class RequestObservation:
         self.rate_limited = False
         self.upstream_request_id: str | None = None
         self.upstream_start: float | None = None
+        self.attempt_start: float | None = None
         self.upstream_end: float | None = None  # headers for a stream, the whole body otherwise
         self.first_token_at: float | None = None
         self.steps: list[Step] = []
@@ -168,16 +170,20 @@ class RequestObservation:
         self.steps.append(Step(name, start, time.perf_counter() if end is None else end))
 
     def upstream_started(self, *, stream: bool = False) -> None:
+        """An upstream attempt starts. Azure's part of the request runs from the first attempt's start to
+        the last one's answer (a failover's earlier attempts are Azure's time, not the gateway's)."""
         self.stream = stream
-        self.upstream_start = time.perf_counter()
+        self.attempt_start = time.perf_counter()
+        if self.upstream_start is None:
+            self.upstream_start = self.attempt_start
 
     def upstream_answered(self, upstream_request_id: str | None) -> None:
         """Azure's status line (a stream) or whole answer arrived, or the call failed."""
         self.upstream_end = time.perf_counter()
         if upstream_request_id:
             self.upstream_request_id = upstream_request_id[:128]
-        if self.upstream_start is not None:
-            self.step("upstream", self.upstream_start, self.upstream_end)
+        if self.attempt_start is not None:
+            self.step("upstream", self.attempt_start, self.upstream_end)  # one step per attempt
 
     def routed(self, pool: str, cooling: int, *, exhausted: bool = False) -> None:
         """The request's pool ("stack" or "byok"), how many of its resources were cooling down, and

@@ -110,7 +110,11 @@ def no_resource_in(response: httpx.Response) -> None:
 
 
 def test_a_429_fails_over_and_the_throttled_resource_is_skipped_until_its_retry_after(
-    gateway: Gateway, pool: dict[str, EmulatorState], stack: Stack, caplog: pytest.LogCaptureFixture
+    gateway: Gateway,
+    pool: dict[str, EmulatorState],
+    stack: Stack,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     caplog.set_level(logging.INFO, logger="chatgate.access")
     pool["sweden"].fail_status, pool["sweden"].retry_after_s = 429, 7
@@ -120,6 +124,17 @@ def test_a_429_fails_over_and_the_throttled_resource_is_skipped_until_its_retry_
     no_resource_in(first)
     assert first.headers["x-ratelimit-remaining-requests"] == "499"  # one reservation for two attempts
     assert access_attempts(caplog)[-1] == [("sweden", 429), ("france", 200)]
+    [line] = emf_records(capfd.readouterr().out)
+    assert (line["Resource"], line["UpstreamAttempts"], line["Failovers"], line["CoolingResources"]) == (
+        "france",
+        2,
+        1,
+        1,
+    )
+    # Azure's time spans both attempts (the 429 is not counted as the gateway's own time).
+    [access] = [r for r in caplog.records if r.name == "chatgate.access"]
+    attempted = sum(a["ms"] for a in access.fields["attempts"])  # type: ignore[attr-defined]
+    assert line["UpstreamLatency"] >= attempted - 0.2
 
     # Sweden said 7 s: until then it is not called again, even though it comes first by priority.
     pool["sweden"].fail_status = None
