@@ -193,8 +193,13 @@ class RequestObservation:
         self.pool_exhausted = self.pool_exhausted or exhausted
 
     def attempted(self, resource: str, status: int | str, started: float) -> None:
-        """One upstream attempt ended (perf_counter `started`): Azure's status, or how it failed."""
-        self.attempts.append((resource, status, (time.perf_counter() - started) * 1000))
+        """One upstream attempt ended (begun at perf_counter `started`): Azure's status, or how it failed,
+        and Azure's time for it (its HTTP call, as UpstreamLatency counts it; else the whole attempt)."""
+        begin, end = started, time.perf_counter()
+        call_start, call_end = self.attempt_start, self.upstream_end
+        if call_start is not None and call_end is not None and started <= call_start <= call_end:
+            begin, end = call_start, call_end
+        self.attempts.append((resource, status, (end - begin) * 1000))
         self.resource = resource
 
     def first_token(self) -> None:
