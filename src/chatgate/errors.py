@@ -21,6 +21,13 @@ class ChatgateError(Exception):
     default_code: str | None = None
     # An answer of Azure's (or its absence), not of chatgate's own checks: metrics class it "upstream".
     from_upstream: bool = False
+    # Set by the upstream adapter (upstream/azure.py) on a failure another resource of the pool may not
+    # share (upstream/pool.py): "throttled" (Azure's 429; `retry_in` seconds until it serves again, if it
+    # said) or "failing" (5xx, refused connection, connect timeout). None: never tried elsewhere.
+    failover: str | None = None
+    retry_in: float | None = None
+    # What Azure answered, for the access log: its status, or "unreachable" / "connect_timeout" / "timeout".
+    upstream_status: int | str | None = None
 
     def __init__(
         self,

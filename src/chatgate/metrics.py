@@ -30,6 +30,10 @@ PER_WORKSPACE = ["Region", "Api", "Model", "Workspace"]
 PER_MODEL = ["Region", "Api", "Model"]
 STACK = ["Region"]
 ERRORS_PER_CLASS = ["Region", "Api", "ErrorClass"]
+# Upstream pools: traffic and failover per resource (the one that served, or was tried last), and a pool
+# with no healthy resource per kind of pool ("stack" or "byok"), which the stack's alarm watches.
+PER_RESOURCE = ["Region", "Model", "Resource"]
+PER_POOL = ["Region", "Pool"]
 
 
 class MetricsConfig:
@@ -84,6 +88,15 @@ def emf_record(observation: RequestObservation, config: MetricsConfig) -> dict[s
                 "Metrics": [{"Name": "ErrorsByClass", "Unit": "Count"}],
             }
         )
+    pool = pool_values(observation)
+    if pool:
+        directives.append(
+            {
+                "Namespace": config.namespace,
+                "Dimensions": [PER_RESOURCE, PER_POOL],
+                "Metrics": [{"Name": name, "Unit": "Count"} for name in pool],
+            }
+        )
     record: dict[str, Any] = {
         "_aws": {"Timestamp": int(observation.started_at * 1000), "CloudWatchMetrics": directives},
         "Region": observation.region,
@@ -94,6 +107,8 @@ def emf_record(observation: RequestObservation, config: MetricsConfig) -> dict[s
     if observation.error:
         record["ErrorClass"] = observation.error
         record["ErrorsByClass"] = 1
+    if pool:
+        record.update(Resource=observation.resource, Pool=observation.pool, **pool)
     record.update({name: value for name, _, value in values})
     # Properties: in the log line for Logs Insights, not metrics.
     record.update(
@@ -113,6 +128,23 @@ def emf_record(observation: RequestObservation, config: MetricsConfig) -> dict[s
     }
     record.update({key: value for key, value in optional.items() if value is not None})
     return record
+
+
+def pool_values(observation: RequestObservation) -> dict[str, int]:
+    """The upstream pool's metrics of a request that reached one: whether the resource answered it
+    (ServedRequests: traffic per resource), attempts, failovers (attempts after the first), resources
+    cooling down, and whether none could serve (PoolExhausted)."""
+    if observation.cooling is None:
+        return {}
+    attempts = len(observation.attempts)
+    served = bool(observation.attempts) and observation.attempts[-1][1] == 200
+    return {
+        "ServedRequests": 1 if served else 0,
+        "UpstreamAttempts": attempts,
+        "Failovers": max(attempts - 1, 0),
+        "CoolingResources": observation.cooling,
+        "PoolExhausted": 1 if observation.pool_exhausted else 0,
+    }
 
 
 def trace_root(header: str | None) -> str | None:

@@ -165,8 +165,15 @@ def _access_fields(observation: RequestObservation) -> dict[str, Any]:
         "lambda_request_id": observation.lambda_request_id,
         "upstream_request_id": observation.upstream_request_id,
         "error_class": observation.error,
+        "resource": observation.resource,
     }
-    return {key: value for key, value in fields.items() if value not in (None, "-")}
+    found = {key: value for key, value in fields.items() if value not in (None, "-")}
+    if observation.attempts:  # every upstream attempt, in order (upstream pools: failover is visible here)
+        found["attempts"] = [
+            {"resource": resource, "status": status, "ms": round(ms, 1)}
+            for resource, status, ms in observation.attempts
+        ]
+    return found
 
 
 async def _send_json(send: Send, status: int, body: bytes) -> None:

@@ -74,6 +74,9 @@ class RequestObservation:
 
     __slots__ = (
         "api",
+        "attempt_start",
+        "attempts",
+        "cooling",
         "emitted",
         "error",
         "first_token_at",
@@ -83,9 +86,12 @@ class RequestObservation:
         "model",
         "output_tokens",
         "path",
+        "pool",
+        "pool_exhausted",
         "rate_limited",
         "region",
         "request_id",
+        "resource",
         "started",
         "started_at",
         "status",
@@ -132,10 +138,19 @@ class RequestObservation:
         self.rate_limited = False
         self.upstream_request_id: str | None = None
         self.upstream_start: float | None = None
+        self.attempt_start: float | None = None
         self.upstream_end: float | None = None  # headers for a stream, the whole body otherwise
         self.first_token_at: float | None = None
         self.steps: list[Step] = []
         self.emitted = False
+        # Upstream pools (upstream/pool.py): every attempt (resource, Azure's status, milliseconds), the
+        # resource that served (or was tried last), whose pool ("stack" or "byok"), how many of the
+        # pool's resources for the model were cooling down, and whether none could serve.
+        self.attempts: list[tuple[str, int | str, float]] = []
+        self.resource = UNKNOWN
+        self.pool = UNKNOWN
+        self.cooling: int | None = None
+        self.pool_exhausted = False
 
     # --- setters the pipeline calls ---------------------------------------------------------------------
 
@@ -155,16 +170,37 @@ class RequestObservation:
         self.steps.append(Step(name, start, time.perf_counter() if end is None else end))
 
     def upstream_started(self, *, stream: bool = False) -> None:
+        """An upstream attempt starts. Azure's part of the request runs from the first attempt's start to
+        the last one's answer (a failover's earlier attempts are Azure's time, not the gateway's)."""
         self.stream = stream
-        self.upstream_start = time.perf_counter()
+        self.attempt_start = time.perf_counter()
+        if self.upstream_start is None:
+            self.upstream_start = self.attempt_start
 
     def upstream_answered(self, upstream_request_id: str | None) -> None:
         """Azure's status line (a stream) or whole answer arrived, or the call failed."""
         self.upstream_end = time.perf_counter()
         if upstream_request_id:
             self.upstream_request_id = upstream_request_id[:128]
-        if self.upstream_start is not None:
-            self.step("upstream", self.upstream_start, self.upstream_end)
+        if self.attempt_start is not None:
+            self.step("upstream", self.attempt_start, self.upstream_end)  # one step per attempt
+
+    def routed(self, pool: str, cooling: int, *, exhausted: bool = False) -> None:
+        """The request's pool ("stack" or "byok"), how many of its resources were cooling down, and
+        whether every one was (then nothing is sent to Azure)."""
+        self.pool = pool
+        self.cooling = cooling
+        self.pool_exhausted = self.pool_exhausted or exhausted
+
+    def attempted(self, resource: str, status: int | str, started: float) -> None:
+        """One upstream attempt ended (begun at perf_counter `started`): Azure's status, or how it failed,
+        and Azure's time for it (its HTTP call, as UpstreamLatency counts it; else the whole attempt)."""
+        begin, end = started, time.perf_counter()
+        call_start, call_end = self.attempt_start, self.upstream_end
+        if call_start is not None and call_end is not None and started <= call_start <= call_end:
+            begin, end = call_start, call_end
+        self.attempts.append((resource, status, (end - begin) * 1000))
+        self.resource = resource
 
     def first_token(self) -> None:
         """The first chunk carrying generated content was relayed to the client."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from chatgate.errors import NotFound
@@ -28,6 +28,9 @@ class ResponseOwner:
     workspace_id: str
     region: str
     deleted: bool = False
+    # The name of the pool's resource that stores it (upstream pools); None for records made before pools,
+    # which live on the pool's first resource by priority.
+    resource: str | None = None
 
 
 class OwnershipStore(Protocol):
@@ -65,15 +68,18 @@ class ResponseOwnership:
         self._retention = retention_seconds
         self._clock = clock
 
-    async def record(self, workspace_id: str, region: str, response_id: str) -> None:
+    async def record(
+        self, workspace_id: str, region: str, response_id: str, resource: str | None = None
+    ) -> None:
         expires_at = int(self._clock()) + self._retention
-        await self._store.put(response_id, ResponseOwner(workspace_id, region), expires_at)
+        await self._store.put(response_id, ResponseOwner(workspace_id, region, resource=resource), expires_at)
 
-    async def check(self, workspace_id: str, region: str, response_id: str) -> None:
-        """Raise the 404 unless the workspace owns the (not deleted) response in the region."""
+    async def check(self, workspace_id: str, region: str, response_id: str) -> ResponseOwner:
+        """The record, or the 404 unless the workspace owns the (not deleted) response in the region."""
         owner = await self._store.get(response_id)
         if owner is None or owner.deleted or (owner.workspace_id, owner.region) != (workspace_id, region):
             raise response_not_found(response_id)
+        return owner
 
     async def deleted(self, response_id: str) -> None:
         await self._store.mark_deleted(response_id)
@@ -96,4 +102,4 @@ class MemoryOwnershipStore:
         found = self.records.get(response_id)
         if found is not None:
             owner, expires_at = found
-            self.records[response_id] = (ResponseOwner(owner.workspace_id, owner.region, True), expires_at)
+            self.records[response_id] = (replace(owner, deleted=True), expires_at)

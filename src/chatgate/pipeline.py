@@ -1,6 +1,6 @@
 """The pipeline every API's requests walk, written once; each API is an adapter (chatgate.apis):
 
-    region -> key -> validate -> upstream -> reserve -> call upstream -> relay -> settle -> end
+    region -> key -> validate -> upstream -> reserve -> call upstream (failover) -> relay -> settle -> end
 
 The route resolves the region and authenticates (dependencies.entered); `run` does the rest. Every
 authenticated request is settled exactly once before its response ends (chatgate.settlement): a JSON answer
@@ -21,6 +21,7 @@ from fastapi import Request, Response
 from starlette.types import Receive, Scope, Send
 
 from chatgate import observability
+from chatgate.apis.base import PinnedApi
 from chatgate.concurrently import both
 from chatgate.dependencies import read_body
 from chatgate.errors import ChatgateError
@@ -30,9 +31,11 @@ from chatgate.streaming import EventStreamResponse
 if TYPE_CHECKING:
     from chatgate.apis.base import Api, ApiRequest
     from chatgate.auth import Principal
+    from chatgate.upstream.config import UpstreamRoute, UpstreamTarget
     from chatgate.wiring import Services
 
 RequestT = TypeVar("RequestT", bound="ApiRequest")
+T = TypeVar("T")
 
 
 def settlement_for(caller: Principal, services: Services) -> Settlement:
@@ -58,11 +61,18 @@ async def run(
         # The upstream and the limits at once (each a round trip on a cold instance). The limits come
         # before counting: a prompt above the token limit is refused whatever its size, so counting a
         # hostile 4 MiB body stops there (tokens.count_prompt_tokens, stop_above).
-        target, limits = await both(
-            services.upstreams.resolve(region, caller.workspace_id, parsed.model),
+        route, limits = await both(
+            services.upstreams.route(region, caller.workspace_id, parsed.model),
             services.workspaces.limits(caller.workspace_id, parsed.model),
         )
         observed.identify(model=parsed.model)  # allowed for this caller: safe as a metric dimension
+        if isinstance(api, PinnedApi):  # a stored response's conversation lives on one resource only
+            route = await api.pin(route, parsed)
+        pools = services.pools
+        refused = pools.unavailable(route)  # every resource cooling: answered now, nothing reserved or sent
+        observed.routed(_pool_kind(route), pools.cooling(route), exhausted=refused is not None)
+        if refused is not None:
+            raise refused
         prompt = await api.prompt_tokens(parsed, stop_above=limits.tokens)
         allowance = parsed.max_output_tokens or settings.default_completion_reserve
         observed.step("validate", began)
@@ -75,7 +85,10 @@ async def run(
         headers = reservation.headers()
 
         if parsed.stream:
-            upstream = await api.open_stream(services.azure, target, parsed)
+            upstream = await _failover(
+                services, route, lambda target: api.open_stream(services.azure, target, parsed)
+            )
+            settlement.resource = observed.resource  # the resource that answered: in the usage record
             return EventStreamResponse(
                 upstream,
                 api.stream_relay(parsed),
@@ -84,7 +97,8 @@ async def run(
                 heartbeat_seconds=settings.stream_heartbeat_seconds,
                 max_seconds=settings.stream_max_seconds,
             )
-        answer = await api.complete(services.azure, target, parsed)
+        answer = await _failover(services, route, lambda target: api.complete(services.azure, target, parsed))
+        settlement.resource = observed.resource
     except BaseException as error:
         with anyio.CancelScope(shield=True):
             await settlement.abandoned()
@@ -92,6 +106,28 @@ async def run(
             error.headers = {**headers, **error.headers}
         raise
     return SettledResponse(answer.content, headers=headers, settle=lambda: settlement.completed(answer.usage))
+
+
+def _pool_kind(route: UpstreamRoute) -> str:
+    return "stack" if route.pool.byok_workspace is None else "byok"
+
+
+async def _failover(
+    services: Services, route: UpstreamRoute, attempt: Callable[[UpstreamTarget], Awaitable[T]]
+) -> T:
+    """One upstream call over the route's pool (upstream/pool.py): the next resource after a 429, a 5xx or
+    an unreachable one, before anything is relayed. One reservation covers every attempt; the answer's usage
+    is the only usage charged (Azure bills no 429 and no refused connection)."""
+    observed = observability.current()
+    try:
+        return await services.pools.call(route, attempt)
+    except ChatgateError as error:
+        if error.failover is not None:  # nothing served it: is any resource left?
+            cooling = services.pools.cooling(route)
+            observed.routed(_pool_kind(route), cooling, exhausted=cooling == len(route.resources))
+        raise
+    finally:  # the metrics line counts the resources cooling once the request is done with the pool
+        observed.routed(_pool_kind(route), services.pools.cooling(route))
 
 
 async def settled(caller: Principal, services: Services) -> None:

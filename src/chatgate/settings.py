@@ -85,6 +85,10 @@ class Settings(BaseModel):
     upstream_connect_timeout_seconds: float = Field(5.0, gt=0)
     upstream_timeout_seconds: float = Field(600.0, gt=0)
     upstream_max_connections: int = Field(100, ge=1)
+    # Upstream pools (docs/upstreams.md): attempts per request across the pool's resources, and how long
+    # after the first attempt another may still start.
+    upstream_max_attempts: int = Field(3, ge=1, le=16)
+    upstream_failover_window_seconds: float = Field(30.0, ge=0)
 
     # Streams: an SSE comment this often while the upstream is silent, and a deadline before the function's
     # own timeout (900 s in streaming mode) less a margin for the error frame and the settlement.

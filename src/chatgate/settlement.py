@@ -27,7 +27,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from chatgate import observability, tokens
@@ -91,6 +91,7 @@ class Settlement:
         self.prompt_tokens = 0
         self.day = utc_day()
         self.settled = False
+        self.resource: str | None = None  # the pool's resource that answered (upstream pools)
 
     @property
     def model(self) -> str:
@@ -141,6 +142,8 @@ class Settlement:
         observed = observability.current()  # the tokens of the metrics line and the trace
         if used is not None:
             observed.settled(used.prompt_tokens, used.completion_tokens, counted=used.source != "azure")
+            if self.resource is not None:
+                used = replace(used, resource=self.resource)
         writes: list[Awaitable[None]] = []
         touch = self._authenticator.record_use(self.caller)
         if touch is not None:

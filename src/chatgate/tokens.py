@@ -180,6 +180,8 @@ class TokenUsage:
     prompt_tokens: int
     completion_tokens: int
     source: Literal["azure", "counted"]
+    # The name of the pool's resource that answered (upstream pools), when one did.
+    resource: str | None = None
 
     @property
     def total_tokens(self) -> int:

@@ -8,7 +8,8 @@ itself because Azure's own `usage` never came (a stream that failed or whose cli
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from chatgate.background import BackgroundWrites
@@ -31,6 +32,8 @@ class UsageRecord:
     counted_requests: int = 0
     counted_prompt_tokens: int = 0
     counted_completion_tokens: int = 0
+    # Upstream pools: requests and tokens per resource that answered (name -> (requests, total tokens)).
+    resources: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def total_tokens(self) -> int:
@@ -47,6 +50,10 @@ class UsageRecord:
             "counted_requests": self.counted_requests,
             "counted_prompt_tokens": self.counted_prompt_tokens,
             "counted_completion_tokens": self.counted_completion_tokens,
+            "resources": {
+                name: {"requests": requests, "total_tokens": total}
+                for name, (requests, total) in sorted(self.resources.items())
+            },
         }
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import httpx
@@ -25,6 +25,7 @@ from chatgate.settings import Settings
 from chatgate.transport import Client, HttpClient, Transport, tls_context
 from chatgate.upstream.azure import AzureOpenAI
 from chatgate.upstream.config import UpstreamDirectory, byok_endpoint_policy
+from chatgate.upstream.pool import PoolHealth
 from chatgate.usage import UsageLedger
 from chatgate.workspaces import WorkspaceDirectory
 
@@ -47,6 +48,8 @@ class Services:
     http: HttpClient
     ownership: ResponseOwnership  # who owns each stored Responses API response
     aws_http: HttpClient | None = None
+    # Which resources of each pool are cooling down on this instance, and the failover loop.
+    pools: PoolHealth = field(default_factory=PoolHealth)
 
     async def drain(self) -> None:
         """Wait for settlement writes still in flight (they run shielded, so a cancelled request's
@@ -157,4 +160,13 @@ def build_services(settings: Settings) -> Services:
         http=http,
         aws_http=aws_http,
         ownership=ResponseOwnership(DynamoDBOwnershipStore(dynamodb, settings.table_name)),
+        pools=pool_health(settings),
+    )
+
+
+def pool_health(settings: Settings) -> PoolHealth:
+    """The failover loop and cooldowns, with the settings' bounds."""
+    return PoolHealth(
+        max_attempts=settings.upstream_max_attempts,
+        window_seconds=settings.upstream_failover_window_seconds,
     )

@@ -210,7 +210,8 @@ def test_show_and_remove(
 
 
 class SecretsClock:
-    """The secret cache's clock: it moves only when the test moves it (no machine is too slow for it)."""
+    """The secret cache's clocks (monotonic and wall, chatgate.clock): they move only when the test moves
+    them (no machine is too slow for it)."""
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -227,7 +228,7 @@ def test_changes_take_effect_within_the_secret_max_age(
     init = SecretsManagerSource.__init__
 
     def with_clock(self: SecretsManagerSource, client: object, **kwargs: object) -> None:
-        init(self, client, **{**kwargs, "clock": clock})  # type: ignore[arg-type]
+        init(self, client, **{**kwargs, "clock": clock, "wall_clock": clock})  # type: ignore[arg-type]
 
     monkeypatch.setattr(SecretsManagerSource, "__init__", with_clock)
     key = stack.create_key("acme")

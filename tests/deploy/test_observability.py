@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from chatgate.metrics import PER_MODEL, PER_WORKSPACE, STACK
+from chatgate.metrics import PER_MODEL, PER_POOL, PER_RESOURCE, PER_WORKSPACE, STACK
 from chatgate.observability import RequestObservation
 
 from .cfn import parameter_values, resolve, resources_of_type, sub_text, substitute
@@ -18,7 +18,13 @@ from .conftest import MODES
 from .test_template import deployed, function, only
 
 TOPIC = "arn:aws:sns:eu-central-1:123456789012:chatgate-ops"
-ALARMS = {"ServerErrorRateAlarm", "UpstreamErrorsAlarm", "DynamoDbThrottlesAlarm", "LambdaThrottlesAlarm"}
+ALARMS = {
+    "ServerErrorRateAlarm",
+    "UpstreamErrorsAlarm",
+    "DynamoDbThrottlesAlarm",
+    "LambdaThrottlesAlarm",
+    "UpstreamPoolExhaustedAlarm",
+}
 
 
 def dashboard(stack: dict[str, Any], overrides: dict[str, str] | None = None) -> dict[str, Any]:
@@ -103,6 +109,9 @@ def test_the_dashboard_charts_what_the_app_writes_and_the_services_around_it(tra
     assert '{"chatgate",' + ",".join(PER_MODEL[:3]) + "}" in searches
     assert '{"chatgate",' + ",".join(PER_WORKSPACE) + "}" in searches
     assert "ErrorClass" in searches
+    # upstream pools: traffic per resource, failovers and exhausted pools (metrics.PER_RESOURCE, PER_POOL)
+    assert '{"chatgate",' + ",".join(PER_RESOURCE) + '} MetricName="ServedRequests"' in searches
+    assert '{"chatgate",' + ",".join(PER_POOL) + "}" in searches and "PoolExhausted" in searches
     # the namespace follows the parameter
     assert "acme/llm" in json.dumps(dashboard(stack, {"MetricsNamespace": "acme/llm"}))
 
@@ -138,6 +147,11 @@ def test_alarms_and_their_optional_topic(transformed, topic):
         if "MetricStat" in m
     }
     assert tables == {json.dumps({"Ref": "DataTable"}), json.dumps({"Ref": "RateLimitTable"})}
+
+    pools = alarms["UpstreamPoolExhaustedAlarm"]["Properties"]
+    assert (pools["MetricName"], pools["Statistic"], pools["Threshold"]) == ("PoolExhausted", "Sum", 1)
+    assert [d["Name"] for d in pools["Dimensions"]] == PER_POOL  # the series the metrics line writes
+    assert pools["Dimensions"][1]["Value"] == "stack"
 
     lambda_throttles = alarms["LambdaThrottlesAlarm"]["Properties"]
     assert (lambda_throttles["Namespace"], lambda_throttles["MetricName"]) == ("AWS/Lambda", "Throttles")

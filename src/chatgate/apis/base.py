@@ -8,7 +8,7 @@ pipeline (chatgate.pipeline) does everything else the same way for every API.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from chatgate.errors import ChatgateError
 from chatgate.tokens import TokenUsage
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from httpx_sse import ServerSentEvent
 
     from chatgate.upstream.azure import AzureOpenAI, UpstreamStream
-    from chatgate.upstream.config import UpstreamTarget
+    from chatgate.upstream.config import UpstreamRoute, UpstreamTarget
 
 
 class ApiRequest(Protocol):
@@ -98,4 +98,15 @@ class Api(Protocol[RequestT]):
 
     def stream_relay(self, request: RequestT) -> StreamRelay:
         """The relay for one of this API's streams."""
+        ...
+
+
+@runtime_checkable
+class PinnedApi(Protocol):
+    """An adapter some of whose requests may only go to one resource of the pool (the Responses API: a
+    `previous_response_id` continues a conversation stored on the resource that created it). The pipeline
+    calls `pin` before anything is reserved; an adapter without it may use any resource."""
+
+    async def pin(self, route: UpstreamRoute, request: object) -> UpstreamRoute:
+        """The route narrowed to the resources the request may use (a NotFound when none)."""
         ...

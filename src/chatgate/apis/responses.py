@@ -7,8 +7,9 @@
   (`response.completed`, `response.incomplete` or `response.failed`);
 - stream framing: Azure's typed events relayed as they came (`event: <type>` + `data: <json>`), no
   `[DONE]`; an error after the stream started is the spec's `error` event;
-- ownership: a `previous_response_id` the workspace does not own is a 404 before anything is sent to
-  Azure; a created response (`store` not false) is recorded for the workspace before its id reaches the
+- ownership: a `previous_response_id` the workspace does not own is a 404 before anything is reserved or
+  sent to Azure, and one it owns goes to the pool's resource that stores it, only (`pin`); a created
+  response (`store` not false) is recorded for the workspace, with its resource, before its id reaches the
   client (ownership.py).
 
 One adapter per request: it is bound to the caller's workspace and region for the ownership checks.
@@ -28,7 +29,7 @@ from chatgate.apis.base import Answer
 from chatgate.apis.chat_completions import upstream_error_event
 from chatgate.body import parse_body
 from chatgate.errors import ChatgateError
-from chatgate.ownership import ResponseOwnership
+from chatgate.ownership import ResponseOwnership, response_not_found
 from chatgate.responses_request import ResponsesRequest, count_input_tokens, validate_responses_request
 from chatgate.tokens import TokenUsage, usage_count
 
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from httpx_sse import ServerSentEvent
 
     from chatgate.upstream.azure import AzureOpenAI, UpstreamStream
-    from chatgate.upstream.config import UpstreamTarget
+    from chatgate.upstream.config import UpstreamRoute, UpstreamTarget
 
 logger = logging.getLogger(__name__)
 
@@ -156,35 +157,42 @@ class ResponsesApi:
         count = partial(count_input_tokens, stop_above=stop_above)
         return await tokens.count_async(request.model, count, request.forward, request.body_size)
 
+    async def pin(self, route: UpstreamRoute, request: object) -> UpstreamRoute:
+        """A `previous_response_id` the workspace owns (else 404, nothing sent) continues on the resource
+        that stores it, and only there (a resource no longer in the pool: 404 too)."""
+        previous = getattr(request, "previous_response_id", None)
+        if not isinstance(previous, str):
+            return route
+        owner = await self._ownership.check(self._workspace_id, self._region, previous)
+        resource = route.pool.named(owner.resource)
+        if resource is None or resource not in route.resources:
+            logger.warning("a stored response's resource is no longer in its pool (or lacks the model)")
+            raise response_not_found(previous)
+        return replace(route, resources=(resource,))
+
     async def complete(self, azure: AzureOpenAI, target: UpstreamTarget, request: ResponsesRequest) -> Answer:
-        await self._check_previous(request)
         created = await azure.create_response(target, request.forward)
         if request.store:
-            await self._record(_response_id(created.content))
+            await self._record(_response_id(created.content), target.resource.name)
         return Answer(created.content, usage_of(created.usage), created.upstream_request_id)
 
     async def open_stream(
         self, azure: AzureOpenAI, target: UpstreamTarget, request: ResponsesRequest
     ) -> UpstreamStream:
-        await self._check_previous(request)
         upstream = await azure.open_response_stream(target, request.forward)
         if not request.store:
             return upstream
-        return OwnedStream(upstream, self._record)  # type: ignore[return-value]
+        return OwnedStream(upstream, partial(self._record, resource=target.resource.name))  # type: ignore[return-value]
 
     def stream_relay(self, request: ResponsesRequest) -> ResponsesRelay:
         return ResponsesRelay()
 
-    async def _check_previous(self, request: ResponsesRequest) -> None:
-        if request.previous_response_id is not None:
-            await self._ownership.check(self._workspace_id, self._region, request.previous_response_id)
-
-    async def _record(self, response_id: str | None) -> None:
-        """Record the owner; a failure is logged, not raised: the answer is the client's all the same
-        (only later calls on that id will be refused)."""
+    async def _record(self, response_id: str | None, resource: str) -> None:
+        """Record the owner and the resource; a failure is logged, not raised: the answer is the client's
+        all the same (only later calls on that id will be refused)."""
         if response_id is None:
             return
         try:
-            await self._ownership.record(self._workspace_id, self._region, response_id)
+            await self._ownership.record(self._workspace_id, self._region, response_id, resource)
         except Exception:
             logger.exception("recording the owner of a stored response failed")

@@ -7,6 +7,9 @@
     chatgate workspaces limits set --workspace W --model M --rpm N --tpm N   (and show / remove)
     chatgate workspaces byok set --workspace W --region R --endpoint URL --api-key-stdin
                                  [--api-version V] [--deployment MODEL=DEPLOYMENT ...]   (and show / remove)
+    chatgate workspaces byok add | list | remove --name N ...   (the workspace's pool: docs/upstreams.md)
+    chatgate upstream add --region R --name N --endpoint URL --api-key-stdin [--priority P] [--weight W]
+                          [--api-version V] [--deployment MODEL=DEPLOYMENT ...]   (and list / remove)
     chatgate usage --workspace W [--from DATE] [--to DATE] [--json]
     chatgate invoke EVENT.json
 
@@ -20,7 +23,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from chatgate.cli import dev, invoke, keys, usage, workspaces
+from chatgate.cli import dev, invoke, keys, pools, usage, workspaces
 from chatgate.cli.invoke import invoke_event
 from chatgate.cli.keys import create_key
 
@@ -46,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.register(commands)
     keys.register(commands)
     workspaces.register(commands)
+    pools.register_upstream(commands)
     usage.register(commands)
     invoke.register(commands)
     return parser

@@ -1,4 +1,5 @@
-"""`chatgate workspaces byok set | show | remove`: a workspace's own Azure OpenAI resource, per region.
+"""`chatgate workspaces byok set | show | remove`: a workspace's own Azure OpenAI resource, per region
+(`add | list | remove --name`, for a pool of several: cli/pools.py).
 
     chatgate workspaces byok set --workspace W --region eu --endpoint https://R.openai.azure.com \\
         --api-key-stdin [--api-version v1|DATE[-preview]] [--deployment MODEL[=DEPLOYMENT] ...] < key.txt
@@ -74,9 +75,16 @@ def register(workspace_commands: Commands) -> None:
     _where(show)
     show.set_defaults(run=runs(run_show))
 
-    remove = byok_commands.add_parser("remove", help="go back to the stack's upstream")
+    remove = byok_commands.add_parser(
+        "remove", help="go back to the stack's upstream (or --name: one resource)"
+    )
     _where(remove)
+    remove.add_argument("--name", help="remove only this resource of the workspace's pool")
     remove.set_defaults(run=runs(run_remove))
+
+    from chatgate.cli.pools import register_byok_pool
+
+    register_byok_pool(byok_commands)  # add / list: the workspace's pool of several resources
 
 
 def _where(parser: argparse.ArgumentParser) -> None:
@@ -109,7 +117,7 @@ def check_endpoint(url: str, settings: Settings | None = None) -> str:
     when the suffix variable is unset and the secret goes to a local emulator (a loopback AWS endpoint)."""
     settings = settings or Settings()
     endpoint = url.strip().rstrip("/")
-    local = settings.byok_endpoint_suffixes_csv is None and _local_secrets_manager()
+    local = settings.byok_endpoint_suffixes_csv is None and local_secrets_manager()
     policy = byok_endpoint_policy(settings)
     if local and not policy.allow_http_loopback:
         policy = EndpointPolicy(policy.suffixes, allow_http_loopback=True)
@@ -122,7 +130,7 @@ def check_endpoint(url: str, settings: Settings | None = None) -> str:
     return endpoint
 
 
-def _local_secrets_manager() -> bool:
+def local_secrets_manager() -> bool:
     """Whether boto3 writes the secret to an emulator on this machine (`chatgate dev`, tests)."""
     endpoint = os.environ.get("AWS_ENDPOINT_URL_SECRETS_MANAGER") or os.environ.get("AWS_ENDPOINT_URL")
     host = urlsplit(endpoint).hostname if endpoint else None
@@ -241,6 +249,12 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_remove(args: argparse.Namespace) -> int:
     from chatgate.stores.byok_secrets import ByokStoreError
+
+    if args.name is not None:
+        from chatgate.cli.pools import run_byok_remove_resource
+
+        result: int = run_byok_remove_resource(args)
+        return result
 
     workspace = check_workspace(args.workspace)
     settings = Settings()

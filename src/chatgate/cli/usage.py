@@ -53,7 +53,17 @@ def totals(workspace_id: str, records: list[UsageRecord]) -> UsageRecord:
         counted_requests=sum(r.counted_requests for r in records),
         counted_prompt_tokens=sum(r.counted_prompt_tokens for r in records),
         counted_completion_tokens=sum(r.counted_completion_tokens for r in records),
+        resources=_by_resource(records),
     )
+
+
+def _by_resource(records: list[UsageRecord]) -> dict[str, tuple[int, int]]:
+    found: dict[str, tuple[int, int]] = {}
+    for record in records:
+        for name, (requests, tokens) in record.resources.items():
+            had_requests, had_tokens = found.get(name, (0, 0))
+            found[name] = (had_requests + requests, had_tokens + tokens)
+    return found
 
 
 def run_usage(args: argparse.Namespace) -> int:

@@ -14,6 +14,8 @@ Like Azure, reasoning deployments (o1*, o3*, o4*, gpt-5*) are refused on dated A
     [[content_filter]]         400 content_filter, as Azure rejects a prompt
     [[rate_limit]]             429 with retry-after: 7 / retry-after-ms: 7000
     [[server_error]]           500 InternalServerError
+    [[rate_limit:NAME]]        the same, only from the emulator called NAME (or ending in -NAME, as
+    [[server_error:NAME]]      `chatgate dev`'s azure-eu-sweden): one resource of a pool fails, others answer
     [[slow:N]]                 wait N ms before answering (streams: before the status line)
     [[stream_error_after:N]]   after N content chunks send an SSE error frame (Responses: response.failed)
     [[stream_reset_after:N]]   after N content chunks drop the connection mid-body (no [DONE])

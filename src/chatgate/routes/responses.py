@@ -10,6 +10,7 @@ from chatgate import pipeline
 from chatgate.apis.responses import ResponsesApi
 from chatgate.auth import Principal
 from chatgate.dependencies import entered
+from chatgate.ownership import response_not_found
 from chatgate.upstream.azure import StoredResponseCall
 from chatgate.wiring import Services
 
@@ -50,8 +51,12 @@ async def _stored(
     params: list[tuple[str, str]] | None = None,
 ) -> Response:
     try:
-        await services.ownership.check(caller.workspace_id, region, response_id)
-        resource, byok_workspace = await services.upstreams.owner_resource(region, caller.workspace_id)
+        owner = await services.ownership.check(caller.workspace_id, region, response_id)
+        # Only the resource that stores it: a pool's other resources have never heard of it.
+        found = await services.upstreams.owner_resource(region, caller.workspace_id, owner.resource)
+        if found is None:
+            raise response_not_found(response_id)
+        resource, byok_workspace = found
         call = StoredResponseCall(region, resource, response_id, byok_workspace)
         content = await services.azure.stored_response(call, method, suffix, params)
         if method == "DELETE":

@@ -1,6 +1,9 @@
 """Response ownership records in the DynamoDB data table (item design in stores/schema.py):
 
-    pk = RESP#<response id>   sk = OWNER   workspace_id, region, created_at, ttl, deleted_at?
+    pk = RESP#<response id>   sk = OWNER   workspace_id, region, resource?, created_at, ttl, deleted_at?
+
+`resource` names the pool's resource that stores the response (upstream pools); records made before pools
+have none and live on the pool's first resource by priority.
 
 Keyed by the response id (random, so the items spread over partitions); one GetItem per check. Written
 with UpdateItem (the function's role has no PutItem or DeleteItem on the data table) under a condition
@@ -51,19 +54,26 @@ class DynamoDBOwnershipStore:
             raise _unavailable(exc) from exc
 
     async def put(self, response_id: str, owner: ResponseOwner, expires_at: int) -> None:
+        values = {
+            ":ws": {"S": owner.workspace_id},
+            ":region": {"S": owner.region},
+            ":now": {"N": str(int(self._clock()))},
+            ":ttl": {"N": str(expires_at)},
+        }
+        update = _SET_OWNER
+        if owner.resource is not None:
+            update += ", #resource = :resource"
+            values[":resource"] = {"S": owner.resource}
         await self._conditional_update(
             {
                 "TableName": self._table,
                 "Key": owner_key(response_id),
-                "UpdateExpression": _SET_OWNER,
+                "UpdateExpression": update,
                 "ConditionExpression": "attribute_not_exists(pk) OR workspace_id = :ws",
-                "ExpressionAttributeNames": {"#region": "region", "#ttl": "ttl"},
-                "ExpressionAttributeValues": {
-                    ":ws": {"S": owner.workspace_id},
-                    ":region": {"S": owner.region},
-                    ":now": {"N": str(int(self._clock()))},
-                    ":ttl": {"N": str(expires_at)},
-                },
+                "ExpressionAttributeNames": {"#region": "region", "#ttl": "ttl", "#resource": "resource"}
+                if owner.resource is not None
+                else {"#region": "region", "#ttl": "ttl"},
+                "ExpressionAttributeValues": values,
             }
         )
 
@@ -77,7 +87,10 @@ class DynamoDBOwnershipStore:
         item = response.get("Item")
         if item is None or int(item.get("ttl", {}).get("N", "0")) <= self._clock():
             return None
-        return ResponseOwner(item["workspace_id"]["S"], item["region"]["S"], deleted="deleted_at" in item)
+        resource = item.get("resource", {}).get("S")
+        return ResponseOwner(
+            item["workspace_id"]["S"], item["region"]["S"], deleted="deleted_at" in item, resource=resource
+        )
 
     async def mark_deleted(self, response_id: str) -> None:
         await self._conditional_update(

@@ -3,6 +3,7 @@
     pk = WS#<workspace>   sk = USAGE#<day>#<model>
     requests, prompt_tokens, completion_tokens                         (all requests)
     counted_requests, counted_prompt_tokens, counted_completion_tokens (the part chatgate counted itself)
+    requests@<resource>, tokens@<resource>                             (per resource that answered)
     workspace_id, day, model, updated_at
 
 Recording is one UpdateItem with `ADD` for every counter: DynamoDB applies it atomically per item and
@@ -55,7 +56,21 @@ def _num(value: int) -> dict[str, str]:
 def _record(item: dict[str, Any]) -> UsageRecord:
     _, day, model = item["sk"]["S"].split("#", 2)
     counters = {name: int(item[name]["N"]) if name in item else 0 for name in _COUNTERS}
-    return UsageRecord(workspace_id=item["pk"]["S"].removeprefix("WS#"), day=day, model=model, **counters)
+    resources = {
+        name.removeprefix("requests@"): (
+            int(value["N"]),
+            int(item.get(f"tokens@{name[9:]}", {}).get("N", "0")),
+        )
+        for name, value in item.items()
+        if name.startswith("requests@")
+    }
+    return UsageRecord(
+        workspace_id=item["pk"]["S"].removeprefix("WS#"),
+        day=day,
+        model=model,
+        resources=resources,
+        **counters,
+    )
 
 
 def _error(operation: str, exc: Exception) -> UsageStoreError:
@@ -110,11 +125,20 @@ class DynamoDBUsageStore:
             ":model": {"S": model},
             ":updated_at": _num(int(time.time())),
         }
+        update, names = _UPDATE, _NAMES
+        if usage.resource is not None:  # upstream pools: which resource answered, in the same atomic ADD
+            values |= {":res_requests": _num(1), ":res_tokens": _num(usage.total_tokens)}
+            names = {
+                **names,
+                "#res_requests": f"requests@{usage.resource}",
+                "#res_tokens": f"tokens@{usage.resource}",
+            }
+            update = update.replace("ADD ", "ADD #res_requests :res_requests, #res_tokens :res_tokens, ", 1)
         return {
             "TableName": self._table,
             "Key": usage_key(workspace_id, day, model),
-            "UpdateExpression": _UPDATE,
-            "ExpressionAttributeNames": _NAMES,
+            "UpdateExpression": update,
+            "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }
 

@@ -32,6 +32,7 @@ from chatgate.errors import (
 from chatgate.ownership import response_not_found
 from chatgate.transport import HttpClient
 from chatgate.upstream.config import AzureResource, UpstreamTarget
+from chatgate.upstream.cooldown import FAILING, THROTTLED, retry_in
 
 # Azure's own id of a request (API Management's), logged and traced with chatgate's request id.
 UPSTREAM_REQUEST_ID = "apim-request-id"
@@ -228,16 +229,29 @@ TRANSPORT_FAILURES: tuple[type[Exception], ...] = (httpx.HTTPError, OSError, Att
 
 
 def transport_error(exc: Exception) -> ChatgateError:
-    """A failure to talk to Azure: timeouts are 504, everything else 502."""
+    """A failure to talk to Azure: timeouts are 504, everything else 502. A refused connection or a connect
+    timeout (nothing reached Azure) may be tried on another resource of the pool; a read timeout may not
+    (Azure may be working on it, and billing it)."""
     if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
-        return UpstreamTimeout("The upstream did not respond in time. Please retry.")
+        error: ChatgateError = UpstreamTimeout("The upstream did not respond in time. Please retry.")
+        error.upstream_status = "timeout"
+        return error
     if isinstance(exc, httpx.LocalProtocolError):  # the transport refused a header (CR, LF or NUL): not sent
-        return UpstreamError(
+        error = UpstreamError(
             "chatgate refused to send the request upstream: a configured header value is malformed. "
             "Contact your administrator.",
             code="upstream_request_refused",
         )
-    return UpstreamError("The upstream could not be reached. Please retry.")
+        error.upstream_status = "refused_locally"
+        return error
+    error = UpstreamError("The upstream could not be reached. Please retry.")
+    if isinstance(exc, httpx.ConnectTimeout):
+        error.failover, error.upstream_status = FAILING, "connect_timeout"
+    elif isinstance(exc, httpx.ConnectError | OSError | AttributeError):
+        error.failover, error.upstream_status = FAILING, "unreachable"
+    else:
+        error.upstream_status = "broken"
+    return error
 
 
 def _error_object(content: bytes) -> dict[str, Any]:
@@ -257,7 +271,27 @@ def status_error(
     *,
     not_found: ChatgateError | None = None,
 ) -> ChatgateError:
-    """Map Azure's error status and body to what the client sees (the contract's "Errors" section)."""
+    """Map Azure's error status and body to what the client sees (the contract's "Errors" section), marked
+    for the pool (upstream/pool.py): a 429 or a 500/502/503/504 may be tried on another resource."""
+    mapped = _status_error(target, status, content, headers, not_found)
+    mapped.upstream_status = status
+    if status == 429:
+        mapped.failover, mapped.retry_in = THROTTLED, retry_in(headers)
+    elif status in _FAILOVER_STATUSES:
+        mapped.failover = FAILING
+    return mapped
+
+
+_FAILOVER_STATUSES = frozenset({500, 502, 503, 504})
+
+
+def _status_error(
+    target: UpstreamTarget,
+    status: int,
+    content: bytes,
+    headers: httpx.Headers,
+    not_found: ChatgateError | None,
+) -> ChatgateError:
     error = _error_object(content)
     message = error.get("message") if isinstance(error.get("message"), str) else None
     code = error.get("code") if isinstance(error.get("code"), str) else None
