@@ -3,7 +3,9 @@
 A pure ASGI middleware (not BaseHTTPMiddleware, which would buffer streamed responses). It
 - names the request: API Gateway's `requestId` when there is one (Mangum's `scope["aws.event"]`, or the
   `x-amzn-request-context` header Lambda Web Adapter adds), a fresh `req_...` id otherwise; every
-  response carries it as `x-request-id`, every log line as `request_id`;
+  response carries it as `x-request-id`, every log line as `request_id`, with Powertools' per-invocation
+  keys (`cold_start`, `function_request_id`, `function_arn`, `xray_trace_id`) bound for the request's lines
+  only (logs.bind_request);
 - creates the request's RequestObservation (observability.py) and stamps `server-timing` on the response;
 - writes the request's metrics line and access log line just BEFORE the response's last body message is
   passed on: Lambda freezes the sandbox as the body ends (Lambda Web Adapter) or the handler returns
@@ -23,9 +25,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chatgate import tracing
+from chatgate import logs, tracing
 from chatgate.errors import InternalError
-from chatgate.metrics import MetricsConfig, emit
+from chatgate.metrics import MetricsConfig, emit, trace_root
 from chatgate.observability import RequestObservation, api_of, observation_var
 
 logger = logging.getLogger("chatgate.access")
@@ -35,6 +37,7 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 # ignored rather than echoed into logs and headers.
 _AWS_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{7,63}")
 _TRACE_HEADER = re.compile(r"[A-Za-z0-9=;:._-]{1,256}")
+_FUNCTION_ARN = re.compile(r"arn:aws[a-z-]*:lambda:[a-z0-9-]+:[0-9]{12}:function:[A-Za-z0-9_:.$-]{1,170}")
 _UNTRACED_PATHS = frozenset({"/healthz"})
 
 
@@ -86,6 +89,17 @@ def aws_context(scope: Scope) -> tuple[str | None, str | None, str | None]:
     )
 
 
+def function_arn(scope: Scope) -> str | None:
+    """The ARN the function was invoked by (Mangum's context, or Lambda Web Adapter's
+    `x-amzn-lambda-context`), where known."""
+    context = scope.get("aws.context")
+    if context is not None:
+        arn = getattr(context, "invoked_function_arn", None)
+    else:
+        arn = _json_object(_header(scope, b"x-amzn-lambda-context")).get("invoked_function_arn")
+    return arn if isinstance(arn, str) and _FUNCTION_ARN.fullmatch(arn) else None
+
+
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, metrics: MetricsConfig | None = None) -> None:
         self.app = app
@@ -108,6 +122,14 @@ class RequestContextMiddleware:
         )
         observed = path not in _UNTRACED_PATHS
         token = request_id_var.set(request_id)
+        log_token = logs.bind_request(
+            request_id=request_id,
+            # Lambda Web Adapter's readiness checks (/healthz) come before the first invocation.
+            cold_start=logs.cold_start() if observed else None,
+            function_request_id=lambda_request_id,
+            function_arn=function_arn(scope),
+            xray_trace_id=trace_root(observation.trace_header),
+        )
         observation_token = observation_var.set(observation)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
@@ -154,6 +176,7 @@ class RequestContextMiddleware:
         finally:
             finish()  # a response that never sent its last body message (client gone, exception)
             observation_var.reset(observation_token)
+            logs.unbind_request(log_token)
             request_id_var.reset(token)
 
 
@@ -165,8 +188,15 @@ def _access_fields(observation: RequestObservation) -> dict[str, Any]:
         "lambda_request_id": observation.lambda_request_id,
         "upstream_request_id": observation.upstream_request_id,
         "error_class": observation.error,
+        "latency_ms": round(observation.elapsed_ms(), 1),
+        "upstream_ms": _rounded(observation.upstream_ms()),
+        "ttft_ms": _rounded(observation.ttft_ms()),
     }
     return {key: value for key, value in fields.items() if value not in (None, "-")}
+
+
+def _rounded(milliseconds: float | None) -> float | None:
+    return None if milliseconds is None else round(milliseconds, 1)
 
 
 async def _send_json(send: Send, status: int, body: bytes) -> None:
