@@ -10,10 +10,11 @@ M / 1769 of one. Here each size is a child cgroup whose `cpu.cfs_quota_us` is th
 it: the gateway (`python -m uvicorn chatgate.asgi:app` with run.sh's flags, as Lambda Web Adapter starts
 it) and the bare proxy (bench/apps/bare_fastapi_proxy.py), each in a cgroup of its own at the same share.
 DynamoDB (dynalite), Secrets Manager (moto) and the Azure emulator run outside, unlimited, as AWS and Azure
-would. For each size and run, interleaved app by app:
+would. For each size and run, interleaved app by app (each round starting with the next app):
 - cold start: process start -> its first answered chat completion (`--cold-runs` of each, median);
 - warm: JSON latency and time to first token of a stream, p50 and p99 (`--requests`, `--streams`);
-- peak RSS (VmHWM) of the warm process.
+- peak RSS (VmHWM) of the warm process, and its CPU time per request over the timed requests (JSON and
+  streams together: what sizes a container that serves many requests at once).
 Reported: medians over the runs, and the gateway / bare proxy ratio of each. With `--before-src` (a plain
 export of an older commit's `src`, e.g. `git archive 5d7d417 src | tar -x -C /tmp/chatgate-before`), that
 code runs as a third app at the same share, side by side. The load average is printed with each run: the
@@ -86,8 +87,9 @@ class App:
         self.app_dir = "bench/apps" if not target.startswith("chatgate.") else None
 
 
-def apps(stack: Stack, before_src: str | None) -> list[App]:
-    gateway_env = stack.gateway_env()
+def apps(stack: Stack, before_src: str | None, log_level: str) -> list[App]:
+    # The template's level (INFO): the access line is written for every request, as it is on Lambda.
+    gateway_env = {**stack.gateway_env(), "CHATGATE_LOG_LEVEL": log_level}
     key = {"authorization": f"Bearer {stack.key}"}
     proxy_env = {
         **gateway_env,
@@ -102,6 +104,12 @@ def apps(stack: Stack, before_src: str | None) -> list[App]:
         before_env = {**gateway_env, "PYTHONPATH": before_src}
         found.append(App("gateway before", "chatgate.asgi:app", before_env, CHAT, key))
     return found
+
+
+def rotated(app_list: list[App], i: int) -> list[App]:
+    """The apps in turn, starting with a different one each round: none always follows another."""
+    shift = i % len(app_list)
+    return app_list[shift:] + app_list[:shift]
 
 
 def cold_start(app: App, enter: Callable[[], None]) -> float:
@@ -157,16 +165,19 @@ def warm(
                 for app in app_list:
                     client.post(urls[app.name][0], json=BODY, headers=app.headers).raise_for_status()
                     first_token(client, urls[app.name][0], app.headers)
-            for _ in range(requests):
-                for app in app_list:
+            cpu_before = {app.name: _cpu_seconds(urls[app.name][1]) for app in app_list}
+            for i in range(requests):
+                for app in rotated(app_list, i):
                     start = time.perf_counter()
                     client.post(urls[app.name][0], json=BODY, headers=app.headers).raise_for_status()
                     latency[app.name].append(ms(start))
-            for _ in range(streams):
-                for app in app_list:
+            for i in range(streams):
+                for app in rotated(app_list, i):
                     ttft[app.name].append(first_token(client, urls[app.name][0], app.headers))
+            cpu = {app.name: _cpu_seconds(urls[app.name][1]) - cpu_before[app.name] for app in app_list}
         for app in app_list:
             results[app.name] = {
+                "cpu ms/req": cpu[app.name] * 1000 / (requests + streams),
                 "json p50": pct(latency[app.name], 0.5),
                 "json p99": pct(latency[app.name], 0.99),
                 "ttft p50": pct(ttft[app.name], 0.5),
@@ -177,15 +188,15 @@ def warm(
 
 
 def one_size(stack: Stack, memory_mb: int, args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    app_list = apps(stack, args.before_src)
+    app_list = apps(stack, args.before_src, args.log_level)
     with ExitStack() as groups:
         enters = {
             app.name: groups.enter_context(cgroup(f"chatgate-bench-{os.getpid()}-{i}", memory_mb))
             for i, app in enumerate(app_list)
         }
         colds: dict[str, list[float]] = {app.name: [] for app in app_list}
-        for _ in range(args.cold_runs):
-            for app in app_list:
+        for i in range(args.cold_runs):
+            for app in rotated(app_list, i):
                 colds[app.name].append(cold_start(app, enters[app.name]))
         results = warm(app_list, enters, args.requests, args.streams)
     for app in app_list:
@@ -193,7 +204,7 @@ def one_size(stack: Stack, memory_mb: int, args: argparse.Namespace) -> dict[str
     return results
 
 
-METRICS = ("cold start", "json p50", "json p99", "ttft p50", "ttft p99", "peak rss MB")
+METRICS = ("cold start", "json p50", "json p99", "ttft p50", "ttft p99", "peak rss MB", "cpu ms/req")
 
 
 def main() -> None:
@@ -204,6 +215,7 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=50, help="streams per app per size and run (TTFT)")
     parser.add_argument("--cold-runs", type=int, default=3, help="cold starts per app per size and run")
     parser.add_argument("--before-src", help="an older `src` to run beside the gateway, same share")
+    parser.add_argument("--log-level", default="INFO", help="the gateways' CHATGATE_LOG_LEVEL")
     args = parser.parse_args()
     if not os.access(CPU_CGROUP / "cgroup.procs", os.W_OK):
         sys.exit(f"needs root and the cgroup v1 cpu controller at {CPU_CGROUP}")
@@ -244,6 +256,12 @@ def main() -> None:
             ]
             print(f"| {size} | {name} / proxy | " + " | ".join(f"{r:.2f}x" for r in ratios) + " |")
     print(f"load at the end: {_load()}")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (/proc/<pid>/stat), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _load() -> str:
