@@ -185,7 +185,6 @@ def _access_fields(observation: RequestObservation) -> dict[str, Any]:
         "status": observation.status,
         "workspace": observation.workspace,
         "model": observation.model,
-        "lambda_request_id": observation.lambda_request_id,
         "upstream_request_id": observation.upstream_request_id,
         "error_class": observation.error,
         "latency_ms": round(observation.elapsed_ms(), 1),
