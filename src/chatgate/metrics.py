@@ -16,6 +16,7 @@ written here in one write to the chosen stream; `POWERTOOLS_METRICS_DISABLED` is
 does. No `service` dimension: the namespace names the service, and the series stay those the dashboard,
 the alarms and docs/observability.md name (Powertools would add `service` to the first set from
 POWERTOOLS_SERVICE_NAME, so it is set empty). The dimension values still come from chatgate's closed sets.
+Powertools' ColdStart metric needs a handler's context; here an instance's first request adds it.
 
 Names, units and dimensions are documented in docs/observability.md.
 """
@@ -23,6 +24,7 @@ Names, units and dimensions are documented in docs/observability.md.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any, TextIO
 
@@ -77,10 +79,12 @@ def _metric_set(namespace: str, observation: RequestObservation) -> EphemeralMet
     return metrics
 
 
-def emf_record(observation: RequestObservation, config: MetricsConfig) -> dict[str, Any]:
+def emf_record(
+    observation: RequestObservation, config: MetricsConfig, *, cold_start: bool = False
+) -> dict[str, Any]:
     """The EMF object for one request: metrics, their dimensions, and searchable properties (ids, status,
-    error class, token counts) that are not metrics. Errors add a second directive (`ErrorsByClass` per
-    class) to the same object: one line per request."""
+    error class, token counts) that are not metrics. Errors add a directive (`ErrorsByClass` per class) to
+    the same object, and so does a Lambda instance's first request (`ColdStart`): one line per request."""
     dimensions = {
         "Region": observation.region,
         "Api": observation.api,
@@ -116,10 +120,23 @@ def emf_record(observation: RequestObservation, config: MetricsConfig) -> dict[s
         for name in ERRORS_PER_CLASS:
             errors.add_dimension(name=name, value={**dimensions, "ErrorClass": observation.error}[name])
         errors.add_metric(name="ErrorsByClass", unit="Count", value=1)
-        error_record: dict[str, Any] = dict(errors.serialize_metric_set())
-        record["_aws"]["CloudWatchMetrics"].extend(error_record.pop("_aws")["CloudWatchMetrics"])
-        record.update(error_record)
+        _add_directive(record, errors)
+    function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+    if cold_start and function_name:
+        # Powertools' ColdStart metric (what log_metrics(capture_cold_start_metric=True) writes in a handler),
+        # by function_name as there, with no service dimension like every other series here.
+        cold = _metric_set(config.namespace, observation)
+        cold.add_dimension(name="function_name", value=function_name)
+        cold.add_metric(name="ColdStart", unit="Count", value=1)
+        _add_directive(record, cold)
     return record
+
+
+def _add_directive(record: dict[str, Any], metrics: EphemeralMetrics) -> None:
+    """Add another metric set to the same line: its directive, and its dimension and metric values."""
+    other: dict[str, Any] = dict(metrics.serialize_metric_set())
+    record["_aws"]["CloudWatchMetrics"].extend(other.pop("_aws")["CloudWatchMetrics"])
+    record.update(other)
 
 
 def trace_root(header: str | None) -> str | None:
@@ -142,12 +159,18 @@ def redirect(stream: TextIO | None) -> None:
     _output = stream
 
 
-def emit(observation: RequestObservation, config: MetricsConfig, out: TextIO | None = None) -> None:
+def emit(
+    observation: RequestObservation,
+    config: MetricsConfig,
+    out: TextIO | None = None,
+    *,
+    cold_start: bool = False,
+) -> None:
     """Write the request's EMF line to stdout (once; never raises)."""
     if observation.emitted or not config.enabled or is_metrics_disabled():
         return
     observation.emitted = True
-    line = json.dumps(emf_record(observation, config), separators=(",", ":")) + "\n"
+    line = json.dumps(emf_record(observation, config, cold_start=cold_start), separators=(",", ":")) + "\n"
     stream = out or _output or sys.__stdout__ or sys.stdout
     try:
         stream.write(line)  # one write per line: lines of concurrent requests never interleave

@@ -122,10 +122,11 @@ class RequestContextMiddleware:
         )
         observed = path not in _UNTRACED_PATHS
         token = request_id_var.set(request_id)
+        # Lambda Web Adapter's readiness checks (/healthz) come before the first invocation.
+        cold_start = logs.cold_start() if observed else None
         log_token = logs.bind_request(
             request_id=request_id,
-            # Lambda Web Adapter's readiness checks (/healthz) come before the first invocation.
-            cold_start=logs.cold_start() if observed else None,
+            cold_start=cold_start,
             function_request_id=lambda_request_id,
             function_arn=function_arn(scope),
             xray_trace_id=trace_root(observation.trace_header),
@@ -151,7 +152,7 @@ class RequestContextMiddleware:
                 observation.elapsed_ms(),
                 extra={"fields": _access_fields(observation)},
             )
-            emit(observation, self.metrics)
+            emit(observation, self.metrics, cold_start=bool(cold_start))
             tracing.send(observation)
 
         async def observe(message: Message) -> None:

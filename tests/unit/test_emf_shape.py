@@ -51,3 +51,21 @@ def test_powertools_metrics_disabled_writes_nothing(monkeypatch: pytest.MonkeyPa
     out = io.StringIO()
     emit(failed_request(), MetricsConfig(), out)
     assert out.getvalue() == ""
+
+
+def test_an_instances_first_request_adds_powertools_cold_start_metric(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "chatgate-fn")
+    out = io.StringIO()
+    emit(failed_request(), MetricsConfig(), out, cold_start=True)
+    warm = failed_request()
+    emit(warm, MetricsConfig(), out)
+    cold_line, warm_line = (json.loads(line) for line in out.getvalue().splitlines())
+    check(cold_line)
+    [directive] = [
+        d for d in cold_line["_aws"]["CloudWatchMetrics"] if d["Metrics"][0]["Name"] == "ColdStart"
+    ]
+    assert directive["Dimensions"] == [["function_name"]]
+    assert (cold_line["ColdStart"], cold_line["function_name"]) == ([1.0], "chatgate-fn")
+    assert "ColdStart" not in warm_line and len(warm_line["_aws"]["CloudWatchMetrics"]) == 2
