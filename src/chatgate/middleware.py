@@ -72,7 +72,7 @@ def aws_context(scope: Scope) -> tuple[str | None, str | None, str | None]:
     Mangum: the event is `scope["aws.event"]`, the Lambda context `scope["aws.context"]`, and the Lambda
     runtime sets `_X_AMZN_TRACE_ID` (read by tracing.py). Lambda Web Adapter: the headers
     `x-amzn-request-context` and `x-amzn-lambda-context` (JSON), which it sets on every request it
-    forwards, replacing any a client sent."""
+    forwards, replacing any a client sent, and `x-amzn-trace-id`."""
     event = scope.get("aws.event")
     if isinstance(event, dict):
         context = event.get("requestContext")
@@ -81,7 +81,9 @@ def aws_context(scope: Scope) -> tuple[str | None, str | None, str | None]:
         return api_id, lambda_id, None
     request_context = _json_object(_header(scope, b"x-amzn-request-context"))
     lambda_context = _json_object(_header(scope, b"x-amzn-lambda-context"))
-    trace = lambda_context.get("xray_trace_id")
+    # The adapter also passes the invocation's trace as `x-amzn-trace-id` (it cannot set the app's
+    # _X_AMZN_TRACE_ID): the fallback when the context carries none.
+    trace = lambda_context.get("xray_trace_id") or _header(scope, b"x-amzn-trace-id")
     return (
         _aws_id(request_context.get("requestId")),
         _aws_id(lambda_context.get("request_id")),

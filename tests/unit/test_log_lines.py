@@ -163,3 +163,23 @@ def test_a_sample_rate_of_one_logs_debug_for_every_request(
         "DEBUG",
         "req_sampled",
     )
+
+
+async def test_the_trace_header_the_adapter_passes_names_the_trace_without_a_context(
+    written: io.StringIO,
+) -> None:
+    services, keys, _ = fake_services()
+    key = keys.add("acme")
+    trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0"
+    app = create_app(services=services)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+        answer = await client.post(
+            "/openai/eu/v1/chat/completions",
+            json=BODY,
+            headers={"authorization": f"Bearer {key}", "x-amzn-trace-id": trace},
+        )
+    assert answer.status_code == 200
+    [access] = [e for e in lines(written) if e["logger"] == "chatgate.access"]
+    assert access["xray_trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"
+    assert access["request_id"] == answer.headers["x-request-id"]
+    assert "function_request_id" not in access and access["cold_start"] is True
