@@ -70,14 +70,27 @@ def _accepts(port: int) -> bool:
 
 @contextlib.contextmanager
 def uvicorn_process(
-    app: str, env: dict[str, str], *, app_dir: str | None = None, wait: bool = False
+    app: str,
+    env: dict[str, str],
+    *,
+    app_dir: str | None = None,
+    wait: bool = False,
+    preexec_fn: Callable[[], object] | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`python -m uvicorn <app>` with run.sh's flags on a free port; yields (url, process)."""
+    """`python -m uvicorn <app>` with run.sh's flags on a free port; yields (url, process). `preexec_fn`
+    runs in the child before uvicorn starts (lambda_share.py puts it in a CPU-limited cgroup there)."""
     port = _free_port()
     args = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), *run_sh_flags()]
     if app_dir:
         args += ["--app-dir", str(ROOT / app_dir)]
-    process = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        args,
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=preexec_fn,
+    )
     try:
         deadline = time.monotonic() + 90  # a loaded shared machine can take that long to import and bind
         while wait and not _accepts(port):

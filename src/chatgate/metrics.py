@@ -7,10 +7,16 @@ process's own stdout (`sys.__stdout__`), not to whatever replaced `sys.stdout` i
 own output is never mixed with it; `chatgate invoke`, whose stdout is the Lambda response, sends the
 lines to stderr instead (`redirect`), as `sam local invoke` does with the function's logs.
 
-Written here rather than with Powertools Metrics: Powertools keeps one metric set per namespace shared by
-every instance of the class (a module-level dict), which mixes the dimensions of concurrent requests under
-uvicorn, and flushes at the end of a Lambda handler, which Lambda Web Adapter never calls. One line per
-request, built from one RequestObservation, needs only `json` (import cost: README, "Observability").
+The line is Powertools for AWS Lambda's EMF: one `EphemeralMetrics` per request (Powertools' `Metrics`
+keeps one metric set per namespace shared by every instance, which would mix the dimensions of requests
+uvicorn serves at once; EphemeralMetrics is Powertools' multi-tenant answer). Lambda Web Adapter never
+calls a handler that `log_metrics` could wrap, so the middleware writes the line itself before the last
+body message: Powertools serializes it (`serialize_metric_set`, what `flush_metrics` prints), and it is
+written here in one write to the chosen stream; `POWERTOOLS_METRICS_DISABLED` is honoured as flush_metrics
+does. No `service` dimension: the namespace names the service, and the series stay those the dashboard,
+the alarms and docs/observability.md name (Powertools would add `service` to the first set from
+POWERTOOLS_SERVICE_NAME, so it is set empty). The dimension values still come from chatgate's closed sets.
+Powertools' ColdStart metric needs a handler's context; here an instance's first request adds it.
 
 Names, units and dimensions are documented in docs/observability.md.
 """
@@ -18,8 +24,12 @@ Names, units and dimensions are documented in docs/observability.md.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any, TextIO
+
+from aws_lambda_powertools.metrics import EphemeralMetrics
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from chatgate import workspace_ids
 from chatgate.observability import RequestObservation
@@ -68,65 +78,72 @@ def metric_values(observation: RequestObservation) -> list[tuple[str, str, float
     return values
 
 
-def emf_record(observation: RequestObservation, config: MetricsConfig) -> dict[str, Any]:
+def _metric_set(namespace: str, observation: RequestObservation) -> EphemeralMetrics:
+    metrics = EphemeralMetrics(namespace=namespace, service="")  # "": no service dimension (module doc)
+    metrics.set_timestamp(int(observation.started_at * 1000))
+    return metrics
+
+
+def emf_record(
+    observation: RequestObservation, config: MetricsConfig, *, cold_start: bool = False
+) -> dict[str, Any]:
     """The EMF object for one request: metrics, their dimensions, and searchable properties (ids, status,
-    error class, token counts) that are not metrics."""
-    values = metric_values(observation)
-    dimension_sets = [PER_WORKSPACE, PER_MODEL, STACK] if config.per_workspace else [PER_MODEL, STACK]
-    directives: list[dict[str, Any]] = [
-        {
-            "Namespace": config.namespace,
-            "Dimensions": dimension_sets,
-            "Metrics": [{"Name": name, "Unit": unit} for name, unit, _ in values],
-        }
-    ]
-    if observation.error:
-        directives.append(
-            {
-                "Namespace": config.namespace,
-                "Dimensions": [ERRORS_PER_CLASS],
-                "Metrics": [{"Name": "ErrorsByClass", "Unit": "Count"}],
-            }
-        )
-    pool = pool_values(observation)
-    if pool:
-        directives.append(
-            {
-                "Namespace": config.namespace,
-                "Dimensions": [PER_RESOURCE, PER_POOL],
-                "Metrics": [{"Name": name, "Unit": "Count"} for name in pool],
-            }
-        )
-    record: dict[str, Any] = {
-        "_aws": {"Timestamp": int(observation.started_at * 1000), "CloudWatchMetrics": directives},
+    error class, token counts) that are not metrics. Errors add a directive (`ErrorsByClass` per class) to
+    the same object, and so does a Lambda instance's first request (`ColdStart`): one line per request."""
+    dimensions = {
         "Region": observation.region,
         "Api": observation.api,
         "Model": observation.model,
         "Workspace": workspace_ids.dimension(observation.workspace),
     }
-    if observation.error:
-        record["ErrorClass"] = observation.error
-        record["ErrorsByClass"] = 1
-    if pool:
-        record.update(Resource=observation.resource, Pool=observation.pool, **pool)
-    record.update({name: value for name, _, value in values})
+    metrics = _metric_set(config.namespace, observation)
+    first, *others = [PER_WORKSPACE, PER_MODEL, STACK] if config.per_workspace else [PER_MODEL, STACK]
+    for name in first:
+        metrics.add_dimension(name=name, value=dimensions[name])
+    for dimension_set in others:
+        metrics.add_dimensions(**{name: dimensions[name] for name in dimension_set})
+    for name, unit, value in metric_values(observation):
+        metrics.add_metric(name=name, unit=unit, value=value)
     # Properties: in the log line for Logs Insights, not metrics.
-    record.update(
-        {
-            "request_id": observation.request_id,
-            "method": observation.method,
-            "path": observation.path,
-            "status": observation.status,
-            "stream": observation.stream,
-        }
-    )
-    optional = {
+    properties: dict[str, Any] = {
+        "request_id": observation.request_id,
+        "method": observation.method,
+        "path": observation.path,
+        "status": observation.status,
+        "stream": observation.stream,
         "lambda_request_id": observation.lambda_request_id,
         "upstream_request_id": observation.upstream_request_id,
         "trace_id": trace_root(observation.trace_header),
         "tokens_counted": observation.tokens_counted or None,
     }
-    record.update({key: value for key, value in optional.items() if value is not None})
+    for key, value in properties.items():
+        if value is not None:
+            metrics.add_metadata(key=key, value=value)
+    record: dict[str, Any] = dict(metrics.serialize_metric_set())
+    if observation.error:
+        errors = _metric_set(config.namespace, observation)
+        for name in ERRORS_PER_CLASS:
+            errors.add_dimension(name=name, value={**dimensions, "ErrorClass": observation.error}[name])
+        errors.add_metric(name="ErrorsByClass", unit="Count", value=1)
+        _add_directive(record, errors)
+    pool = pool_values(observation)
+    if pool:  # upstream pools: traffic per resource, attempts, failovers (docs/upstreams.md)
+        by_resource = _metric_set(config.namespace, observation)
+        names = {**dimensions, "Resource": observation.resource, "Pool": observation.pool}
+        for name in PER_RESOURCE:
+            by_resource.add_dimension(name=name, value=names[name])
+        by_resource.add_dimensions(**{name: names[name] for name in PER_POOL})
+        for name, value in pool.items():
+            by_resource.add_metric(name=name, unit="Count", value=value)
+        _add_directive(record, by_resource)
+    function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+    if cold_start and function_name:
+        # Powertools' ColdStart metric (what log_metrics(capture_cold_start_metric=True) writes in a handler),
+        # by function_name as there, with no service dimension like every other series here.
+        cold = _metric_set(config.namespace, observation)
+        cold.add_dimension(name="function_name", value=function_name)
+        cold.add_metric(name="ColdStart", unit="Count", value=1)
+        _add_directive(record, cold)
     return record
 
 
@@ -145,6 +162,13 @@ def pool_values(observation: RequestObservation) -> dict[str, int]:
         "CoolingResources": observation.cooling,
         "PoolExhausted": 1 if observation.pool_exhausted else 0,
     }
+
+
+def _add_directive(record: dict[str, Any], metrics: EphemeralMetrics) -> None:
+    """Add another metric set to the same line: its directive, and its dimension and metric values."""
+    other: dict[str, Any] = dict(metrics.serialize_metric_set())
+    record["_aws"]["CloudWatchMetrics"].extend(other.pop("_aws")["CloudWatchMetrics"])
+    record.update(other)
 
 
 def trace_root(header: str | None) -> str | None:
@@ -167,12 +191,18 @@ def redirect(stream: TextIO | None) -> None:
     _output = stream
 
 
-def emit(observation: RequestObservation, config: MetricsConfig, out: TextIO | None = None) -> None:
+def emit(
+    observation: RequestObservation,
+    config: MetricsConfig,
+    out: TextIO | None = None,
+    *,
+    cold_start: bool = False,
+) -> None:
     """Write the request's EMF line to stdout (once; never raises)."""
-    if observation.emitted or not config.enabled:
+    if observation.emitted or not config.enabled or is_metrics_disabled():
         return
     observation.emitted = True
-    line = json.dumps(emf_record(observation, config), separators=(",", ":")) + "\n"
+    line = json.dumps(emf_record(observation, config, cold_start=cold_start), separators=(",", ":")) + "\n"
     stream = out or _output or sys.__stdout__ or sys.stdout
     try:
         stream.write(line)  # one write per line: lines of concurrent requests never interleave

@@ -3,7 +3,9 @@
 A pure ASGI middleware (not BaseHTTPMiddleware, which would buffer streamed responses). It
 - names the request: API Gateway's `requestId` when there is one (Mangum's `scope["aws.event"]`, or the
   `x-amzn-request-context` header Lambda Web Adapter adds), a fresh `req_...` id otherwise; every
-  response carries it as `x-request-id`, every log line as `request_id`;
+  response carries it as `x-request-id`, every log line as `request_id`, with Powertools' per-invocation
+  keys (`cold_start`, `function_request_id`, `function_arn`, `xray_trace_id`) bound for the request's lines
+  only (logs.bind_request);
 - creates the request's RequestObservation (observability.py) and stamps `server-timing` on the response;
 - writes the request's metrics line and access log line just BEFORE the response's last body message is
   passed on: Lambda freezes the sandbox as the body ends (Lambda Web Adapter) or the handler returns
@@ -23,9 +25,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chatgate import tracing
+from chatgate import logs, tracing
 from chatgate.errors import InternalError
-from chatgate.metrics import MetricsConfig, emit
+from chatgate.metrics import MetricsConfig, emit, trace_root
 from chatgate.observability import RequestObservation, api_of, observation_var
 
 logger = logging.getLogger("chatgate.access")
@@ -35,6 +37,7 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 # ignored rather than echoed into logs and headers.
 _AWS_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{7,63}")
 _TRACE_HEADER = re.compile(r"[A-Za-z0-9=;:._-]{1,256}")
+_FUNCTION_ARN = re.compile(r"arn:aws[a-z-]*:lambda:[a-z0-9-]+:[0-9]{12}:function:[A-Za-z0-9_:.$-]{1,170}")
 _UNTRACED_PATHS = frozenset({"/healthz"})
 
 
@@ -69,7 +72,7 @@ def aws_context(scope: Scope) -> tuple[str | None, str | None, str | None]:
     Mangum: the event is `scope["aws.event"]`, the Lambda context `scope["aws.context"]`, and the Lambda
     runtime sets `_X_AMZN_TRACE_ID` (read by tracing.py). Lambda Web Adapter: the headers
     `x-amzn-request-context` and `x-amzn-lambda-context` (JSON), which it sets on every request it
-    forwards, replacing any a client sent."""
+    forwards, replacing any a client sent, and `x-amzn-trace-id`."""
     event = scope.get("aws.event")
     if isinstance(event, dict):
         context = event.get("requestContext")
@@ -78,12 +81,25 @@ def aws_context(scope: Scope) -> tuple[str | None, str | None, str | None]:
         return api_id, lambda_id, None
     request_context = _json_object(_header(scope, b"x-amzn-request-context"))
     lambda_context = _json_object(_header(scope, b"x-amzn-lambda-context"))
-    trace = lambda_context.get("xray_trace_id")
+    # The adapter also passes the invocation's trace as `x-amzn-trace-id` (it cannot set the app's
+    # _X_AMZN_TRACE_ID): the fallback when the context carries none.
+    trace = lambda_context.get("xray_trace_id") or _header(scope, b"x-amzn-trace-id")
     return (
         _aws_id(request_context.get("requestId")),
         _aws_id(lambda_context.get("request_id")),
         trace if isinstance(trace, str) and _TRACE_HEADER.fullmatch(trace) else None,
     )
+
+
+def function_arn(scope: Scope) -> str | None:
+    """The ARN the function was invoked by (Mangum's context, or Lambda Web Adapter's
+    `x-amzn-lambda-context`), where known."""
+    context = scope.get("aws.context")
+    if context is not None:
+        arn = getattr(context, "invoked_function_arn", None)
+    else:
+        arn = _json_object(_header(scope, b"x-amzn-lambda-context")).get("invoked_function_arn")
+    return arn if isinstance(arn, str) and _FUNCTION_ARN.fullmatch(arn) else None
 
 
 class RequestContextMiddleware:
@@ -108,6 +124,15 @@ class RequestContextMiddleware:
         )
         observed = path not in _UNTRACED_PATHS
         token = request_id_var.set(request_id)
+        # Lambda Web Adapter's readiness checks (/healthz) come before the first invocation.
+        cold_start = logs.cold_start() if observed else None
+        log_token = logs.bind_request(
+            request_id=request_id,
+            cold_start=cold_start,
+            function_request_id=lambda_request_id,
+            function_arn=function_arn(scope),
+            xray_trace_id=trace_root(observation.trace_header),
+        )
         observation_token = observation_var.set(observation)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
@@ -129,7 +154,7 @@ class RequestContextMiddleware:
                 observation.elapsed_ms(),
                 extra={"fields": _access_fields(observation)},
             )
-            emit(observation, self.metrics)
+            emit(observation, self.metrics, cold_start=bool(cold_start))
             tracing.send(observation)
 
         async def observe(message: Message) -> None:
@@ -154,6 +179,7 @@ class RequestContextMiddleware:
         finally:
             finish()  # a response that never sent its last body message (client gone, exception)
             observation_var.reset(observation_token)
+            logs.unbind_request(log_token)
             request_id_var.reset(token)
 
 
@@ -162,10 +188,12 @@ def _access_fields(observation: RequestObservation) -> dict[str, Any]:
         "status": observation.status,
         "workspace": observation.workspace,
         "model": observation.model,
-        "lambda_request_id": observation.lambda_request_id,
         "upstream_request_id": observation.upstream_request_id,
         "error_class": observation.error,
         "resource": observation.resource,
+        "latency_ms": round(observation.elapsed_ms(), 1),
+        "upstream_ms": _rounded(observation.upstream_ms()),
+        "ttft_ms": _rounded(observation.ttft_ms()),
     }
     found = {key: value for key, value in fields.items() if value not in (None, "-")}
     if observation.attempts:  # every upstream attempt, in order (upstream pools: failover is visible here)
@@ -174,6 +202,10 @@ def _access_fields(observation: RequestObservation) -> dict[str, Any]:
             for resource, status, ms in observation.attempts
         ]
     return found
+
+
+def _rounded(milliseconds: float | None) -> float | None:
+    return None if milliseconds is None else round(milliseconds, 1)
 
 
 async def _send_json(send: Send, status: int, body: bytes) -> None:

@@ -1,9 +1,8 @@
 """`chatgate dev` from a clean environment: embedded AWS, emulated Azure, a demo key, the seeds' examples,
-and the metrics lines and JSON log lines it prints for that traffic."""
+and the metrics lines and the readable log lines it prints for that traffic."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -110,10 +109,13 @@ def test_chatgate_dev_serves_the_seed_examples(tmp_path: object) -> None:
         assert all(r["Workspace"] == "demo" and r["InputTokens"] > 0 for r in records if r["status"] == 200)
         [named_line] = [r for r in records if r["Region"] == "us"]
         assert named_line["request_id"] == "6f1c3a2b-9d8e-4f70-a1b2-c3d4e5f60718"
-        logs = [json.loads(line) for line in output if line.startswith('{"time"')]
-        access = [entry for entry in logs if entry["logger"] == "chatgate.access"]
-        [named_access] = [e for e in access if e["request_id"] == "6f1c3a2b-9d8e-4f70-a1b2-c3d4e5f60718"]
+        # The console format: `12:00:01.234 INFO chatgate.access POST /path 200 3.1ms request_id=... k=v`
+        access = [line.split() for line in output if " INFO chatgate.access " in line]
+        assert access and not any(line.startswith("{") for line in output if "chatgate.access" in line)
+        pairs = [dict(word.split("=", 1) for word in words if "=" in word) for words in access]
+        [named_access] = [p for p in pairs if p["request_id"] == "6f1c3a2b-9d8e-4f70-a1b2-c3d4e5f60718"]
         assert named_access["upstream_request_id"] == named_line["upstream_request_id"]
+        assert named_access["status"] == "200" and named_access["workspace"] == "demo"
     finally:
         process.terminate()
         process.wait(timeout=20)

@@ -16,8 +16,18 @@ def emf_records(text: str) -> list[dict[str, Any]]:
             continue
         record = json.loads(line)
         check(record)
-        records.append(record)
+        records.append(read_values(record))
     return records
+
+
+def read_values(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with each metric's value as CloudWatch reads it: Powertools writes every value as an array
+    (EMF allows up to 100 values per metric), and a one-element array is that one value."""
+    names = metric_names(record)
+    return {
+        key: value[0] if key in names and isinstance(value, list) and len(value) == 1 else value
+        for key, value in record.items()
+    }
 
 
 def check(record: dict[str, Any]) -> None:
@@ -31,7 +41,10 @@ def check(record: dict[str, Any]) -> None:
         for metric in directive["Metrics"]:
             assert metric["Unit"] in UNITS, metric
             value = record[metric["Name"]]
-            assert isinstance(value, (int, float)) and not isinstance(value, bool), metric
+            values = value if isinstance(value, list) else [value]
+            assert 0 < len(values) <= 100, metric
+            for one in values:
+                assert isinstance(one, (int, float)) and not isinstance(one, bool), metric
         for dimension_set in directive["Dimensions"]:
             assert 0 < len(dimension_set) <= 30
             for dimension in dimension_set:

@@ -139,7 +139,7 @@ def serve(host: str, port: int, environ: Mapping[str, str] | None = None) -> Non
     from chatgate.logs import configure_logging
 
     stack = prepare(environ)
-    configure_logging(stack.settings.log_level)  # JSON log lines on stderr; metrics lines on stdout
+    configure_logging(stack.settings.log_level, console=True)  # readable log lines; metrics lines on stdout
     try:
         print(banner(stack, host, port), flush=True)
         uvicorn.run(
