@@ -13,7 +13,6 @@ CHATGATE_SECRET_MAX_AGE_SECONDS. Rate limits stay per workspace and model: `chat
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import ipaddress
 import os
@@ -24,7 +23,7 @@ from urllib.parse import urlsplit
 
 from chatgate.admin import byok as admin_byok
 from chatgate.admin.control import CLI
-from chatgate.cli.common import Commands, control_store, fail, runs, secretsmanager, when
+from chatgate.cli.common import Commands, control_store, fail, run_async, runs, secretsmanager, when
 from chatgate.errors import NotFound
 from chatgate.settings import KNOWN_REGIONS, Settings
 from chatgate.upstream.config import (
@@ -203,7 +202,7 @@ def run_set(args: argparse.Namespace) -> int:
     )
     settings = Settings()
     try:
-        secret = asyncio.run(
+        secret = run_async(
             admin_byok.set_resource(
                 control_store(settings), byok_store(settings), CLI, workspace, args.region, resource
             )
@@ -254,7 +253,7 @@ def run_remove(args: argparse.Namespace) -> int:
     workspace = check_workspace(args.workspace)
     settings = Settings()
     try:
-        asyncio.run(
+        run_async(
             admin_byok.remove_resource(
                 control_store(settings), byok_store(settings), CLI, workspace, args.region
             )
