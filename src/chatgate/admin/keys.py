@@ -43,9 +43,9 @@ async def create_key(
     """A new key for the workspace: (the key, shown this once; its record). The organisation's operator
     (the CLI) may name a workspace that does not exist yet: it is created."""
     if actor.kind == "cli":
-        await ensure_workspace(store, actor, workspace_id)
+        workspace = await ensure_workspace(store, actor, workspace_id)
     else:
-        await changeable(store, actor, workspace_id)
+        workspace = await changeable(store, actor, workspace_id)
         name = check_name(name)
     now = int(time.time())
     key, key_id, key_hash = new_key()
@@ -57,7 +57,7 @@ async def create_key(
         "name": name,
         "expires_at": expires_at,
     }
-    change = audit.entry(actor, "api_key.created", project=workspace_id, details=details)
+    change = audit.entry(actor, "api_key.created", project=workspace, details=details)
     if not await store.create_key(record, change):
         await changeable(store, actor, workspace_id)  # says why (archived, gone)
         raise _not_found(key_id)
