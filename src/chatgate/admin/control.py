@@ -142,6 +142,10 @@ class ControlStore(Protocol):
 
     async def list_admin_keys(self) -> list[AdminKey]: ...
 
+    async def touch_admin_key(self, key_id: str, now: int) -> None:
+        """Set the admin key's last_used_at to `now` (never creating a deleted key)."""
+        ...
+
     async def delete_admin_key(self, key_id: str, audit: AuditEntry) -> bool:
         """False if there is no such admin key."""
         ...

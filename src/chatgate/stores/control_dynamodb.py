@@ -338,6 +338,24 @@ class DynamoDBControlStore:
         )
         return [_admin_key(item) for item in page.items]
 
+    async def touch_admin_key(self, key_id: str, now: int) -> None:
+        try:
+            await self._call(
+                "UpdateItem",
+                {
+                    "TableName": self._table,
+                    "Key": _admin_pk(key_id),
+                    "UpdateExpression": "SET last_used_at = :now",
+                    "ConditionExpression": "attribute_exists(pk)",
+                    "ExpressionAttributeValues": {":now": _n(now)},
+                },
+            )
+        except AwsError as exc:
+            if exc.code != "ConditionalCheckFailedException":  # deleted meanwhile: nothing to note
+                raise _unavailable(exc) from exc
+        except AwsUnreachable as exc:
+            raise _unavailable(exc) from exc
+
     async def delete_admin_key(self, key_id: str, audit: AuditEntry) -> bool:
         delete = {"Key": _admin_pk(key_id), "ConditionExpression": "attribute_exists(pk)"}
         return await self._transact([{"Delete": delete}], audit)
