@@ -95,7 +95,9 @@ async def revoke_key(store: ControlStore, actor: Actor, workspace_id: str | None
     at = int(time.time())
     details = {"id": key_id, "service_account_id": service_account_id(key)}
     change = audit.entry(actor, "api_key.deleted", project=key.workspace_id, details=details)
-    if not await store.revoke_key(key_id, at, change):
+    if not await store.revoke_key(key_id, at, change):  # revoked meanwhile (or deleted)
+        if actor.kind == "cli" and (current := await store.get_key(key_id)) is not None:
+            return current
         raise _not_found(key_id)
     return ApiKey(
         key.key_id,

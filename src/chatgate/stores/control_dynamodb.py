@@ -302,8 +302,8 @@ class DynamoDBControlStore:
     async def revoke_key(self, key_id: str, at: int, audit: AuditEntry) -> bool:
         update = {
             "Key": key_pk(key_id),
-            "UpdateExpression": "SET revoked_at = if_not_exists(revoked_at, :now)",
-            "ConditionExpression": "attribute_exists(pk)",
+            "UpdateExpression": "SET revoked_at = :now",
+            "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(revoked_at)",
             "ExpressionAttributeValues": {":now": _n(at)},
         }
         return await self._transact([{"Update": update}], audit)
