@@ -53,13 +53,27 @@ class ApiKey:
     expires_at: int | None = None
     revoked_at: int | None = None
     last_used_at: int | None = None
+    # When the key's workspace was archived (its keys stop working), as read with the key.
+    workspace_archived_at: int | None = None
 
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
 
     def usable_at(self, now: float) -> bool:
-        return not self.revoked and (self.expires_at is None or now < self.expires_at)
+        return (
+            not self.revoked
+            and self.workspace_archived_at is None
+            and (self.expires_at is None or now < self.expires_at)
+        )
+
+    def state_at(self, now: float) -> str:
+        """ "active", or why the key no longer works: "revoked", "archived" (its workspace), "expired"."""
+        if self.revoked:
+            return "revoked"
+        if self.workspace_archived_at is not None:
+            return "archived"
+        return "active" if self.usable_at(now) else "expired"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,18 +101,19 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def new_key() -> tuple[str, str, str]:
-    """A fresh key: (key, key_id, key_hash). The key is shown once and never stored."""
+def new_key(kind: str = KEY_PREFIX) -> tuple[str, str, str]:
+    """A fresh key: (key, key_id, key_hash). The key is shown once and never stored. `kind` is its
+    prefix: `cg` for workspace keys, `cga` for admin keys (chatgate.admin.admin_keys)."""
     key_id = secrets.token_hex(8)
-    key = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
+    key = f"{kind}_{key_id}_{secrets.token_urlsafe(32)}"
     return key, key_id, hash_key(key)
 
 
-def parse_key_id(key: str) -> str | None:
-    """The key id inside a well-formed key, or None."""
+def parse_key_id(key: str, kind: str = KEY_PREFIX) -> str | None:
+    """The key id inside a well-formed key of that kind, or None."""
     prefix, _, rest = key.partition("_")
     key_id, _, secret = rest.partition("_")
-    if prefix != KEY_PREFIX or len(key_id) != 16 or not secret:
+    if prefix != kind or len(key_id) != 16 or not secret:
         return None
     if not all(c in "0123456789abcdef" for c in key_id):
         return None
@@ -137,8 +152,10 @@ class Authenticator:
         last_used_interval: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        kind: str = KEY_PREFIX,
     ) -> None:
         self._store = store
+        self._kind = kind  # the keys' prefix: cg (workspace keys) or cga (admin keys, chatgate.admin)
         self._cache_seconds = cache_seconds
         self._last_used_interval = last_used_interval
         # The caches' bounds (the 30 s revocation promise) on both clocks: see chatgate.clock.
@@ -155,12 +172,14 @@ class Authenticator:
 
     async def authenticate(self, authorization: str | None) -> Principal:
         key = bearer_token(authorization)
-        key_id = parse_key_id(key)
+        key_id = parse_key_id(key, self._kind)
         record = await self._lookup(key_id) if key_id else None
         if record is None or not hmac.compare_digest(record.key_hash, hash_key(key)):
             raise InvalidApiKey(f"Incorrect API key provided: {_masked(key)}.")
-        if not record.usable_at(self._wall_clock()):
-            state = "revoked" if record.revoked else "expired"
+        state = record.state_at(self._wall_clock())
+        if state == "archived":
+            raise InvalidApiKey(f"The API key provided belongs to an archived project: {_masked(key)}.")
+        if state != "active":
             raise InvalidApiKey(f"The API key provided has been {state}: {_masked(key)}.")
         return Principal(
             workspace_id=record.workspace_id, key_id=record.key_id, use_to_record=self._use_due(record)

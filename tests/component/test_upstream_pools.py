@@ -5,6 +5,7 @@ log and the metrics line say."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
@@ -348,6 +349,7 @@ def test_a_request_that_failed_over_is_charged_once_with_the_answer_s_usage(
     suffix = uuid.uuid4().hex[:8]
     table = dl.create_data_table(client, f"data-{suffix}")
     monkeypatch.setenv("CHATGATE_TABLE_NAME", table)
+    monkeypatch.setenv("CHATGATE_CONTROL_TABLE_NAME", dl.create_control_table(client, f"control-{suffix}"))
     monkeypatch.setenv("CHATGATE_RATE_LIMIT_TABLE_NAME", dl.create_rate_limit_table(client, f"rl-{suffix}"))
     settings = Settings()
     key = create_key(settings, "acme", "pools")
@@ -381,7 +383,7 @@ def test_a_request_that_failed_over_is_charged_once_with_the_answer_s_usage(
     # The first was charged France's usage once (its reservation corrected), the second reserved once.
     assert int(streamed.headers["x-ratelimit-remaining-tokens"]) == 60_000 - usage["total_tokens"] - reserved
     assert len(pool["sweden"].requests) == 1  # the stream skipped Sweden, cooling after its 429
-    [record] = DynamoDBUsageStore(client, table).list("acme", utc_day(), utc_day())
+    [record] = asyncio.run(DynamoDBUsageStore(client, table).records("acme", utc_day(), utc_day()))
     assert record.requests == 2
     assert record.prompt_tokens == usage["prompt_tokens"] + usage_chunk["prompt_tokens"]
     assert record.completion_tokens == usage["completion_tokens"] + usage_chunk["completion_tokens"]

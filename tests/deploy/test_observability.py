@@ -146,7 +146,11 @@ def test_alarms_and_their_optional_topic(transformed, topic):
         for m in dynamodb["Metrics"]
         if "MetricStat" in m
     }
-    assert tables == {json.dumps({"Ref": "DataTable"}), json.dumps({"Ref": "RateLimitTable"})}
+    assert tables == {
+        json.dumps({"Ref": "DataTable"}),
+        json.dumps({"Ref": "RateLimitTable"}),
+        json.dumps({"Ref": "ControlTableName"}),
+    }
 
     pools = alarms["UpstreamPoolExhaustedAlarm"]["Properties"]
     assert (pools["MetricName"], pools["Statistic"], pools["Threshold"]) == ("PoolExhausted", "Sum", 1)

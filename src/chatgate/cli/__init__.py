@@ -11,6 +11,8 @@
     chatgate upstream add --region R --name N --endpoint URL --api-key-stdin [--priority P] [--weight W]
                           [--api-version V] [--deployment MODEL=DEPLOYMENT ...]   (and list / remove)
     chatgate usage --workspace W [--from DATE] [--to DATE] [--json]
+    chatgate admin-keys create [--name N]
+    chatgate control migrate [--dry-run]
     chatgate invoke EVENT.json
 
 Administration commands use the AWS endpoints boto3 finds in the environment (AWS_ENDPOINT_URL* for an
@@ -23,7 +25,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from chatgate.cli import dev, invoke, keys, pools, usage, workspaces
+from chatgate.cli import admin_keys, control, dev, invoke, keys, pools, usage, workspaces
 from chatgate.cli.invoke import invoke_event
 from chatgate.cli.keys import create_key
 
@@ -48,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands")
     dev.register(commands)
     keys.register(commands)
+    admin_keys.register(commands)
+    control.register(commands)
     workspaces.register(commands)
     pools.register_upstream(commands)
     usage.register(commands)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from chatgate import workspace_ids
 from chatgate.settings import Settings
@@ -14,6 +15,10 @@ from chatgate.settings import Settings
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
+
+    from chatgate.stores.control_dynamodb import DynamoDBControlStore
+
+T = TypeVar("T")
 
 # argparse's `add_subparsers()` result (a private class; typed loosely on purpose).
 Commands = Any
@@ -23,6 +28,13 @@ def dynamodb(settings: Settings) -> DynamoDBClient:
     from chatgate.wiring import aws_clients
 
     return aws_clients(settings)[0]
+
+
+def control_store(settings: Settings) -> DynamoDBControlStore:
+    """The control plane (workspaces, keys, limits, admin keys, audit log) the domain functions work on."""
+    from chatgate.stores.control_dynamodb import DynamoDBControlStore
+
+    return DynamoDBControlStore(dynamodb(settings), settings.control_table_name)
 
 
 def secretsmanager(settings: Settings) -> SecretsManagerClient:
@@ -39,6 +51,18 @@ def workspace_argument(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def run_async(work: Coroutine[Any, Any, T]) -> T:
+    """Run a domain coroutine from a command on an event loop of its own, leaving the thread's current
+    loop alone (asyncio.run unsets it, and the Mangum handler of `chatgate invoke`, in the same process,
+    takes the current one)."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(work)
+    finally:
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+
+
 class CommandError(Exception):
     """A user-facing failure: printed as `chatgate: <message>` on stderr, exit status `status`."""
 
@@ -52,7 +76,9 @@ def fail(message: str, status: int = 1) -> NoReturn:
 
 
 def runs(function: Any) -> Any:
-    """Wrap a command so CommandError becomes a message on stderr and an exit status."""
+    """Wrap a command so CommandError (or a refusal of the domain's, in the API's words) becomes a message
+    on stderr and an exit status."""
+    from chatgate.errors import ChatgateError
 
     def run(args: argparse.Namespace) -> int:
         try:
@@ -60,6 +86,9 @@ def runs(function: Any) -> Any:
         except CommandError as error:
             print(f"chatgate: {error}", file=sys.stderr)
             return error.status
+        except ChatgateError as error:
+            print(f"chatgate: {error.message}", file=sys.stderr)
+            return 1
         return result
 
     return run

@@ -11,7 +11,16 @@ import argparse
 import json
 from datetime import UTC, date, datetime, timedelta
 
-from chatgate.cli.common import CommandError, Commands, dynamodb, fail, print_table, runs, workspace_argument
+from chatgate.cli.common import (
+    CommandError,
+    Commands,
+    dynamodb,
+    fail,
+    print_table,
+    run_async,
+    runs,
+    workspace_argument,
+)
 from chatgate.settings import Settings
 from chatgate.usage import UsageRecord
 
@@ -73,7 +82,7 @@ def run_usage(args: argparse.Namespace) -> int:
     first, last = day_range(args.first, args.last)
     store = DynamoDBUsageStore(dynamodb(settings), settings.table_name)
     try:
-        records = store.list(args.workspace, first.isoformat(), last.isoformat())
+        records = run_async(store.records(args.workspace, first.isoformat(), last.isoformat()))
     except UsageStoreError as error:
         fail(str(error))
     total = totals(args.workspace, records)
