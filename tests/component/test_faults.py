@@ -86,6 +86,30 @@ def test_rate_limit_store_failing_during_admission_is_503(
     assert post(gateway, key, body()).status_code == 200
 
 
+@pytest.mark.parametrize("fault", ["throttle", "capacity", "error", "reset"])
+def test_aws_failing_twice_then_answering_serves_the_request(
+    faulty: tuple[str, FaultyAws], stack: Stack, fault: str
+) -> None:
+    """Every AWS call of a request (the key's GetItem, the limits' Query, the secret's GetSecretValue, the
+    admission's UpdateItem) fails twice, then answers: retried as botocore's standard mode, the client gets
+    its 200 and the books hold the request once."""
+    gateway, proxy = faulty
+    key = stack.create_key("acme")
+    failures: dict[str, int] = {}
+
+    def twice(call: Call) -> str | None:
+        name = f"{call.operation}:{call.table or call.secret}"
+        failures[name] = failures.get(name, 0) + 1
+        return fault if failures[name] <= 2 else None
+
+    proxy.fail = twice
+    response = post(gateway, key, body())
+    assert response.status_code == 200, response.text
+    assert response.headers["x-ratelimit-remaining-requests"] == str(stack.settings.rpm_limit - 1)
+    operations = {name.split(":")[0] for name, count in failures.items() if count >= 3}
+    assert {"GetItem", "Query", "GetSecretValue", "UpdateItem"} <= operations, failures
+
+
 def test_workspace_limits_failing_is_503(faulty: tuple[str, FaultyAws], stack: Stack) -> None:
     gateway, proxy = faulty
     key = stack.create_key("acme")
