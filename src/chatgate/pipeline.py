@@ -24,6 +24,7 @@ from chatgate import observability
 from chatgate.concurrently import both
 from chatgate.dependencies import read_body
 from chatgate.errors import ChatgateError
+from chatgate.ratelimit import ReservationInDoubt
 from chatgate.settlement import Settlement
 from chatgate.streaming import EventStreamResponse
 
@@ -86,6 +87,8 @@ async def run(
             )
         answer = await api.complete(services.azure, target, parsed)
     except BaseException as error:
+        if isinstance(error, ReservationInDoubt):  # the admission may have been applied: released if so
+            settlement.admitted(error.reservation, 0)
         with anyio.CancelScope(shield=True):
             await settlement.abandoned()
         if isinstance(error, ChatgateError):

@@ -92,6 +92,8 @@ class Settings(BaseModel):
     stream_max_seconds: float = Field(870.0, gt=0)
     # On SIGTERM: how long requests in flight (and their settlements) may take before the process exits.
     shutdown_grace_seconds: float = Field(10.0, ge=0)
+    # How long a settlement write is retried before it is logged "unsettled" (docs/rate-limits.md).
+    settlement_budget_seconds: float = Field(5.0, gt=0, le=60)
     # Hosts a bring-your-own-keys endpoint may use (https only), checked on every request. Unset: Azure's
     # suffixes; then `chatgate dev` also allows plain-http loopback endpoints (byok_allow_http_loopback).
     byok_endpoint_suffixes_csv: str | None = Field(None, validation_alias="CHATGATE_BYOK_ENDPOINT_SUFFIXES")

@@ -407,7 +407,10 @@ class Boto3Json:
             body = {**response, "message": error.get("Message", "")}
             raise AwsError(str(error.get("Code", "Unknown")), status, body) from None
         except BotoCoreError as exc:
-            raise AwsUnreachable(type(exc).__name__) from None
+            from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError
+
+            never_sent = isinstance(exc, EndpointConnectionError | ConnectTimeoutError)
+            raise AwsUnreachable(type(exc).__name__, maybe_applied=not never_sent) from None
         return answer
 
 
