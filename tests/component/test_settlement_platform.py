@@ -215,3 +215,49 @@ def test_sigterm_lets_a_stream_in_flight_finish_and_settle_before_exit(
             assert totals["requests"] == 1 and totals["counted_requests"] == 0  # settled with Azure's usage
     finally:
         azure.state.chunk_delay_s = 0.0
+
+
+def test_a_stream_still_running_when_the_grace_ends_gets_the_error_frame_and_its_lines(
+    environment: dict[str, str], azure: RunningEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SIGTERM with a stream that would outlive the grace: the client gets the contract's error frame
+    (not a cut body), the request is settled with what was relayed, and its access and metrics lines are
+    written before the process exits."""
+    azure.state.chunk_delay_s = 0.05  # 400 words: 20 s, far beyond the grace
+    environment = {
+        **environment,
+        "CHATGATE_SHUTDOWN_GRACE_SECONDS": "3",
+        "CHATGATE_SETTLEMENT_BUDGET_SECONDS": "1",  # streams end 1 s after the signal
+    }
+    try:
+        with chatgate_dev(environment) as instance:
+            body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "[[words:400]] go"}]}
+            with httpx.stream(
+                "POST",
+                f"{instance.url}/openai/eu/v1/chat/completions",
+                json={**body, "stream": True},
+                headers={"authorization": f"Bearer {instance.key}"},
+                timeout=30,
+            ) as stream:
+                request_id = stream.headers["x-request-id"]
+                chunks = stream.iter_bytes()
+                first = next(chunks)
+                instance.process.send_signal(signal.SIGTERM)
+                raw = first + b"".join(chunks)
+            events = [line[6:] for line in raw.decode().splitlines() if line.startswith("data: ")]
+            error = json.loads(events[-1])["error"]
+            assert error["code"] == "service_unavailable" and error["type"] == "server_error"
+            assert set(error) == {"message", "type", "param", "code"}
+            assert instance.process.wait(timeout=30) in (0, -signal.SIGTERM)
+            assert instance.process.stdout is not None
+            lines = [json.loads(line) for line in instance.process.stdout if line.startswith("{")]
+            mine = [line for line in lines if line.get("request_id") == request_id]
+            metrics = [line for line in mine if "_aws" in line]
+            assert len(metrics) == 1 and metrics[0]["ErrorClass"] and metrics[0]["OutputTokens"] > 0
+            access = [line for line in mine if line.get("logger") == "chatgate.access"]
+            assert len(access) == 1 and access[0]["message"].startswith("POST /openai/eu/v1/chat/completions")
+            totals = usage(capsys, "demo")
+            assert totals["requests"] == 1 and totals["counted_requests"] == 1  # charged what was relayed
+            assert totals["completion_tokens"] == metrics[0]["OutputTokens"]
+    finally:
+        azure.state.chunk_delay_s = 0.0

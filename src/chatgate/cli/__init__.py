@@ -8,6 +8,7 @@
     chatgate workspaces byok set --workspace W --region R --endpoint URL --api-key-stdin
                                  [--api-version V] [--deployment MODEL=DEPLOYMENT ...]   (and show / remove)
     chatgate usage --workspace W [--from DATE] [--to DATE] [--json]
+    chatgate ledger replay (--file LOG [LOG ...] | --log-group NAME [--since-hours H]) [--dry-run] [--json]
     chatgate invoke EVENT.json
 
 Administration commands use the AWS endpoints boto3 finds in the environment (AWS_ENDPOINT_URL* for an
@@ -20,7 +21,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from chatgate.cli import dev, invoke, keys, usage, workspaces
+from chatgate.cli import dev, invoke, keys, ledger, usage, workspaces
 from chatgate.cli.invoke import invoke_event
 from chatgate.cli.keys import create_key
 
@@ -47,5 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
     keys.register(commands)
     workspaces.register(commands)
     usage.register(commands)
+    ledger.register(commands)
     invoke.register(commands)
     return parser
