@@ -18,7 +18,13 @@ from .conftest import MODES
 from .test_template import deployed, function, only
 
 TOPIC = "arn:aws:sns:eu-central-1:123456789012:chatgate-ops"
-ALARMS = {"ServerErrorRateAlarm", "UpstreamErrorsAlarm", "DynamoDbThrottlesAlarm", "LambdaThrottlesAlarm"}
+ALARMS = {
+    "ServerErrorRateAlarm",
+    "UpstreamErrorsAlarm",
+    "DynamoDbThrottlesAlarm",
+    "LambdaThrottlesAlarm",
+    "UnsettledWritesAlarm",
+}
 
 
 def dashboard(stack: dict[str, Any], overrides: dict[str, str] | None = None) -> dict[str, Any]:
@@ -130,6 +136,12 @@ def test_alarms_and_their_optional_topic(transformed, topic):
     assert upstream["Namespace"] == {"Ref": "MetricsNamespace"}
     assert upstream["MetricName"] == "UpstreamErrors" and "UpstreamErrors" in app_metric_names()
     assert upstream["Dimensions"] == [{"Name": "Region", "Value": {"Ref": "RegionLabel"}}]
+
+    unsettled = alarms["UnsettledWritesAlarm"]["Properties"]
+    assert unsettled["MetricName"] == "UnsettledWrites" and "UnsettledWrites" in app_metric_names()
+    assert unsettled["Dimensions"] == [{"Name": "Region", "Value": {"Ref": "RegionLabel"}}]
+    assert unsettled["Threshold"] == 0 and unsettled["ComparisonOperator"] == "GreaterThanThreshold"
+    assert "ledger replay" in json.dumps(unsettled["AlarmDescription"])
 
     dynamodb = alarms["DynamoDbThrottlesAlarm"]["Properties"]
     tables = {
