@@ -22,14 +22,9 @@ them all, once (a second replay applies nothing).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import random
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -48,62 +43,13 @@ from chatgate.dev.azure_emulator import EmulatorState, start_emulator
 from chatgate.stores.usage_dynamodb import DynamoDBUsageStore
 from tests.support import dynalite as dl
 from tests.support.contract import check_error_body
+from tests.support.instances import Instance, chatgate_dev
 
 WORKSPACES = [f"ws{i}" for i in range(5)]
 MODELS = ["gpt-4o-mini", "o3-mini"]
 MAX_REQUESTS = 320
 WORKERS = 16
 READ_BUDGET = 5.0  # stores/aws.py READ: an admission's retries
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Gateway:
-    process: subprocess.Popen[bytes]
-    url: str
-    log: Path
-    down: bool = False
-
-    def signal(self, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.process.pid, sig)
-
-
-@contextlib.contextmanager
-def gateway(environment: dict[str, str], log: Path) -> Iterator[Gateway]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AZURE_", "CHATGATE_"))}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "chatgate.cli", "dev", "--port", str(port)],
-            env={**env, **environment},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert process.poll() is None, log.read_text()
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            time.sleep(0.1)
-        yield Gateway(process, url, log)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGCONT)
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 @dataclass
@@ -132,7 +78,7 @@ def prompt(kind: str, rng: random.Random) -> str:
     }.get(kind, f"[[words:{words}]] hello {rng.randint(0, 10**6)}")
 
 
-def send(gw: Gateway, key: str, sent: Sent, rng: random.Random) -> Sent:
+def send(gw: Instance, key: str, sent: Sent, rng: random.Random) -> Sent:
     stream = sent.kind not in ("json", "upstream_500")
     body: dict[str, Any] = {
         "model": sent.model,
@@ -175,15 +121,6 @@ def send(gw: Gateway, key: str, sent: Sent, rng: random.Random) -> Sent:
     except httpx.TransportError as exc:
         sent.notes.append(type(exc).__name__)
     return sent
-
-
-def log_lines(path: Path) -> list[dict[str, Any]]:
-    lines = []
-    for raw in path.read_text(errors="replace").splitlines():
-        if raw.startswith("{"):
-            with contextlib.suppress(ValueError):
-                lines.append(json.loads(raw))
-    return lines
 
 
 def books(client: Any, data_table: str, rl_table: str, day: str) -> dict[tuple[str, str], list[int]]:
@@ -273,7 +210,10 @@ def test_books_balance_under_faults(
 ) -> None:
     environment, dynalite = stack["environment"], stack["dynalite"]
     rng = random.Random(19)
-    with gateway(environment, tmp_path / "a.log") as a, gateway(environment, tmp_path / "b.log") as b:
+    with (
+        chatgate_dev(environment, tmp_path / "a.log") as a,
+        chatgate_dev(environment, tmp_path / "b.log") as b,
+    ):
         keys = {workspace: create_key(workspace, capsys) for workspace in WORKSPACES}
         day = time.strftime("%Y-%m-%d", time.gmtime())
         faults: list[str] = []
@@ -303,7 +243,7 @@ def test_books_balance_under_faults(
                     stream.streaming.wait(timeout=30)
                 faults.append("gateway b SIGTERM with 4 long streams in flight")
                 b.down = True
-                b.signal(signal.SIGTERM)
+                b.process.send_signal(signal.SIGTERM)
                 long_streams.extend(future.result() for future in pending)
             time.sleep(1)
             done.set()
@@ -337,7 +277,7 @@ def test_books_balance_under_faults(
         assert b.process.wait(timeout=30) in (0, -signal.SIGTERM)
         time.sleep(1.5)  # a's last settlements (within their 1 s budget)
 
-        lines = log_lines(a.log) + log_lines(b.log)
+        lines = a.lines() + b.lines()
         metrics = {line["request_id"]: line for line in lines if "_aws" in line}
         unsettled = [line for line in lines if "unsettled" in line]
         charged = {

@@ -9,17 +9,11 @@ flight complete before the process exits.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -30,31 +24,11 @@ from chatgate.cli import main
 from chatgate.dev.azure_emulator import EmulatorState, RunningEmulator, start_emulator
 from chatgate.settings import Settings
 from tests.support import dynalite as dl
+from tests.support.instances import chatgate_dev
 from tests.support.servers import serve
 
 TPM = 20_000
 PROMPT = [{"role": "user", "content": "Write a short poem about cats."}]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Instance:
-    """A `chatgate dev` process and the demo key it printed."""
-
-    process: subprocess.Popen[str]
-    url: str
-    key: str
-
-    def freeze(self) -> None:
-        os.kill(self.process.pid, signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        os.kill(self.process.pid, signal.SIGCONT)
 
 
 @pytest.fixture(scope="module")
@@ -93,47 +67,6 @@ def environment(
     return values
 
 
-@contextlib.contextmanager
-def chatgate_dev(environment: dict[str, str]) -> Iterator[Instance]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AZURE_", "CHATGATE_"))}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "chatgate.cli", "dev", "--port", str(port)],
-        env={**env, **environment},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        lines: list[str] = []
-        key = ""
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and not key:
-            line = process.stdout.readline()
-            assert line or process.poll() is None, "".join(lines)
-            lines.append(line)
-            if line.startswith("Demo key"):
-                key = process.stdout.readline().strip()
-        url = f"http://127.0.0.1:{port}"
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            time.sleep(0.1)
-        assert key.startswith("cg_"), "".join(lines)
-        yield Instance(process, url, key)
-    finally:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGCONT)
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
 def usage(capsys: pytest.CaptureFixture[str], workspace: str) -> dict[str, int]:
     capsys.readouterr()
     assert main(["usage", "--workspace", workspace, "--json"]) == 0
@@ -155,9 +88,9 @@ def remaining_tokens(url: str, key: str) -> tuple[int, int, int]:
 
 
 def test_a_frozen_instance_has_settled_json_and_streams_before_their_last_byte(
-    environment: dict[str, str], capsys: pytest.CaptureFixture[str]
+    environment: dict[str, str], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    with chatgate_dev(environment) as frozen, serve(create_app(Settings())) as other:
+    with chatgate_dev(environment, tmp_path / "frozen.log") as frozen, serve(create_app(Settings())) as other:
         headers = {"authorization": f"Bearer {frozen.key}"}
         # 1. JSON: reserves prompt + 5,000; uses far less.
         answer = httpx.post(
@@ -191,11 +124,11 @@ def test_a_frozen_instance_has_settled_json_and_streams_before_their_last_byte(
 
 
 def test_sigterm_lets_a_stream_in_flight_finish_and_settle_before_exit(
-    environment: dict[str, str], azure: RunningEmulator, capsys: pytest.CaptureFixture[str]
+    environment: dict[str, str], azure: RunningEmulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     azure.state.chunk_delay_s = 0.05  # 40 words: about two seconds
     try:
-        with chatgate_dev(environment) as instance:
+        with chatgate_dev(environment, tmp_path / "instance.log") as instance:
             body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "[[words:40]] go"}]}
             with httpx.stream(
                 "POST",
@@ -218,7 +151,7 @@ def test_sigterm_lets_a_stream_in_flight_finish_and_settle_before_exit(
 
 
 def test_a_stream_still_running_when_the_grace_ends_gets_the_error_frame_and_its_lines(
-    environment: dict[str, str], azure: RunningEmulator, capsys: pytest.CaptureFixture[str]
+    environment: dict[str, str], azure: RunningEmulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     """SIGTERM with a stream that would outlive the grace: the client gets the contract's error frame
     (not a cut body), the request is settled with what was relayed, and its access and metrics lines are
@@ -230,7 +163,7 @@ def test_a_stream_still_running_when_the_grace_ends_gets_the_error_frame_and_its
         "CHATGATE_SETTLEMENT_BUDGET_SECONDS": "1",  # streams end 1 s after the signal
     }
     try:
-        with chatgate_dev(environment) as instance:
+        with chatgate_dev(environment, tmp_path / "instance.log") as instance:
             body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "[[words:400]] go"}]}
             with httpx.stream(
                 "POST",
@@ -249,9 +182,7 @@ def test_a_stream_still_running_when_the_grace_ends_gets_the_error_frame_and_its
             assert error["code"] == "service_unavailable" and error["type"] == "server_error"
             assert set(error) == {"message", "type", "param", "code"}
             assert instance.process.wait(timeout=30) in (0, -signal.SIGTERM)
-            assert instance.process.stdout is not None
-            lines = [json.loads(line) for line in instance.process.stdout if line.startswith("{")]
-            mine = [line for line in lines if line.get("request_id") == request_id]
+            mine = [line for line in instance.lines() if line.get("request_id") == request_id]
             metrics = [line for line in mine if "_aws" in line]
             assert len(metrics) == 1 and metrics[0]["ErrorClass"] and metrics[0]["OutputTokens"] > 0
             access = [line for line in mine if line.get("logger") == "chatgate.access"]
