@@ -27,7 +27,6 @@ import random
 import signal
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -43,7 +42,7 @@ from chatgate.dev.azure_emulator import EmulatorState, start_emulator
 from chatgate.stores.usage_dynamodb import DynamoDBUsageStore
 from tests.support import dynalite as dl
 from tests.support.contract import check_error_body
-from tests.support.instances import Instance, chatgate_dev
+from tests.support.instances import Instance, chatgate_dev, contract_environment
 
 WORKSPACES = [f"ws{i}" for i in range(5)]
 MODELS = ["gpt-4o-mini", "o3-mini"]
@@ -175,27 +174,17 @@ def stack(tmp_path: Path, moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Ite
     state.chunk_delay_s = 0.01
     with dl.dynalite_process() as (endpoint, dynalite), start_emulator(state) as azure:
         client = dl.client(endpoint, attempts=1)
-        suffix = uuid.uuid4().hex[:8]
-        environment = {
-            "AWS_ENDPOINT_URL_DYNAMODB": endpoint,
-            "AWS_ENDPOINT_URL_SECRETS_MANAGER": moto_url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "eu-central-1",
-            "AZURE_OPENAI_ENDPOINT": azure.url,
-            "AZURE_OPENAI_API_KEY": "azure-key",
-            "CHATGATE_TABLE_NAME": dl.create_data_table(client, f"data-{suffix}"),
-            "CHATGATE_RATE_LIMIT_TABLE_NAME": dl.create_rate_limit_table(client, f"rl-{suffix}"),
-            "CHATGATE_SECRET_PREFIX": f"faults-{suffix}",
-            "CHATGATE_RPM_LIMIT": "100000",
-            "CHATGATE_TPM_LIMIT": "100000000",
-            "CHATGATE_RATE_WINDOW_SECONDS": "3600",
-            "CHATGATE_SETTLEMENT_BUDGET_SECONDS": "1",
-            "CHATGATE_SHUTDOWN_GRACE_SECONDS": "3",
-        }
-        monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-        for name, value in environment.items():
-            monkeypatch.setenv(name, value)
+        environment = contract_environment(
+            endpoint,
+            moto_url,
+            azure.url,
+            monkeypatch,
+            CHATGATE_RPM_LIMIT="100000",
+            CHATGATE_TPM_LIMIT="100000000",
+            CHATGATE_RATE_WINDOW_SECONDS="3600",
+            CHATGATE_SETTLEMENT_BUDGET_SECONDS="1",
+            CHATGATE_SHUTDOWN_GRACE_SECONDS="3",
+        )
         yield {"environment": environment, "dynalite": dynalite, "client": client, "emulator": state}
 
 

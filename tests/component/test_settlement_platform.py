@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import signal
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,8 +22,7 @@ from chatgate.app import create_app
 from chatgate.cli import main
 from chatgate.dev.azure_emulator import EmulatorState, RunningEmulator, start_emulator
 from chatgate.settings import Settings
-from tests.support import dynalite as dl
-from tests.support.instances import chatgate_dev
+from tests.support.instances import chatgate_dev, contract_environment
 from tests.support.servers import serve
 
 TPM = 20_000
@@ -43,28 +41,16 @@ def environment(
     endpoint: str, moto_url: str, azure: RunningEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, str]:
     """The contract's variables for both instances: dynalite, moto, the emulator, fresh tables."""
-    client = dl.client(endpoint)
-    suffix = uuid.uuid4().hex[:8]
-    values = {
-        "AWS_ENDPOINT_URL_DYNAMODB": endpoint,
-        "AWS_ENDPOINT_URL_SECRETS_MANAGER": moto_url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "eu-central-1",
-        "AZURE_OPENAI_ENDPOINT": azure.url,
-        "AZURE_OPENAI_API_KEY": "azure-key",
-        "CHATGATE_TABLE_NAME": dl.create_data_table(client, f"data-{suffix}"),
-        "CHATGATE_RATE_LIMIT_TABLE_NAME": dl.create_rate_limit_table(client, f"rl-{suffix}"),
-        "CHATGATE_SECRET_PREFIX": f"freeze-{suffix}",
-        "CHATGATE_TPM_LIMIT": str(TPM),
-        "CHATGATE_RPM_LIMIT": "100",
-        "CHATGATE_RATE_WINDOW_SECONDS": "3600",
-        "CHATGATE_KEY_CACHE_SECONDS": "0",
-    }
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    return values
+    return contract_environment(
+        endpoint,
+        moto_url,
+        azure.url,
+        monkeypatch,
+        CHATGATE_TPM_LIMIT=str(TPM),
+        CHATGATE_RPM_LIMIT="100",
+        CHATGATE_RATE_WINDOW_SECONDS="3600",
+        CHATGATE_KEY_CACHE_SECONDS="0",
+    )
 
 
 def usage(capsys: pytest.CaptureFixture[str], workspace: str) -> dict[str, int]:

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,3 +97,32 @@ def chatgate_dev(environment: dict[str, str], log: Path) -> Iterator[Instance]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def contract_environment(
+    dynamodb: str, secrets_manager: str, azure: str, monkeypatch: Any, **settings: str
+) -> dict[str, str]:
+    """The contract's variables for instances on `dynamodb` (dynalite: fresh tables are created there),
+    `secrets_manager` (moto) and the Azure emulator at `azure`, plus `settings` (CHATGATE_* names); also
+    set in this process (monkeypatch), so the CLI run in-process sees the same stack."""
+    from tests.support import dynalite as dl
+
+    client = dl.client(dynamodb)
+    suffix = uuid.uuid4().hex[:8]
+    values = {
+        "AWS_ENDPOINT_URL_DYNAMODB": dynamodb,
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER": secrets_manager,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "eu-central-1",
+        "AZURE_OPENAI_ENDPOINT": azure,
+        "AZURE_OPENAI_API_KEY": "azure-key",
+        "CHATGATE_TABLE_NAME": dl.create_data_table(client, f"data-{suffix}"),
+        "CHATGATE_RATE_LIMIT_TABLE_NAME": dl.create_rate_limit_table(client, f"rl-{suffix}"),
+        "CHATGATE_SECRET_PREFIX": f"instances-{suffix}",
+        **settings,
+    }
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
