@@ -12,7 +12,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from chatgate import tokens
 from chatgate.app import create_app
+from chatgate.cli import main
 from chatgate.settings import Settings
 from tests.conftest import Stack
 from tests.support.contract import assert_error_shape, check_error_body
@@ -108,6 +110,43 @@ def test_aws_failing_twice_then_answering_serves_the_request(
     assert response.headers["x-ratelimit-remaining-requests"] == str(stack.settings.rpm_limit - 1)
     operations = {name.split(":")[0] for name, count in failures.items() if count >= 3}
     assert {"GetItem", "Query", "GetSecretValue", "UpdateItem"} <= operations, failures
+
+
+def test_writes_applied_but_unanswered_are_retried_and_counted_once(
+    faulty: tuple[str, FaultyAws], stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """DynamoDB applies the admission, the reconcile and the usage record, but each answer is lost twice
+    (a reset after the write): each is retried, and the request's marker makes every copy a no-op. The
+    client gets its 200; the counters and the usage record hold the request once."""
+    gateway, proxy = faulty
+    key = stack.create_key("acme")
+    lost: dict[tuple[str, str | None], int] = {}
+
+    def twice(call: Call) -> str | None:
+        if call.operation != "UpdateItem":
+            return None
+        lost[(call.operation, call.table)] = lost.get((call.operation, call.table), 0) + 1
+        return "lost" if lost[(call.operation, call.table)] <= 2 else None
+
+    proxy.fail = twice
+    answer = post(gateway, key, body())
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-ratelimit-remaining-requests"] == str(stack.settings.rpm_limit - 1)
+    used = answer.json()["usage"]
+    proxy.fail = lambda call: None
+    second = body(max_tokens=5)
+    again = post(gateway, key, second)
+    assert again.headers["x-ratelimit-remaining-requests"] == str(stack.settings.rpm_limit - 2)
+    # The window holds the first request's usage (its reservation given back once) and the second's
+    # reservation: exactly.
+    held = stack.settings.tpm_limit - int(again.headers["x-ratelimit-remaining-tokens"])
+    assert held == used["total_tokens"] + tokens.count_prompt_tokens("gpt-4o-mini", second) + 5
+    capsys.readouterr()
+    assert main(["usage", "--workspace", "acme", "--json"]) == 0
+    total = json.loads(capsys.readouterr().out)["total"]
+    assert total["requests"] == 2  # the first request's record, once, despite three copies
+    assert total["prompt_tokens"] >= used["prompt_tokens"]
+    assert len([call for call, fault in proxy.calls if fault == "lost"]) >= 4
 
 
 def test_workspace_limits_failing_is_503(faulty: tuple[str, FaultyAws], stack: Stack) -> None:

@@ -255,7 +255,7 @@ async def test_an_admission_in_doubt_is_a_503_and_released_if_it_was_applied(sto
     class LostAnswer(MemoryStore):  # applied, but the answer never came back
         async def try_add(self, key: str, **kwargs: Any) -> AddResult:
             await super().try_add(key, **kwargs)
-            raise CounterStoreError("DynamoDB UpdateItem failed: ReadTimeout", maybe_applied=True)
+            raise CounterStoreError("DynamoDB UpdateItem outcome unknown: ReadTimeout", maybe_applied=True)
 
     store = LostAnswer()
     rl, limits = limiter(store, clock), Limits(requests=100, tokens=1000)
@@ -288,7 +288,9 @@ async def test_reconcile_goes_to_the_window_of_the_reservation(store, clock):
 async def test_reconcile_never_raises_and_returns_what_did_not_settle(store, clock):
     rl = limiter(store, clock)
     reservation = await rl.reserve("ws1", "gpt-4o", 300, Limits(requests=100, tokens=1000))
-    store.fail = CounterStoreError("DynamoDB UpdateItem failed: InternalServerError", maybe_applied=True)
+    store.fail = CounterStoreError(
+        "DynamoDB UpdateItem outcome unknown: InternalServerError", maybe_applied=True
+    )
     (write,) = await rl.reconcile(reservation, 50)
     assert (write.kind, write.outcome, write.marker) == ("reconcile", "unknown", reservation.marker)
     assert write.fields == {"key": reservation.key, "requests": 0, "tokens": -250}

@@ -151,7 +151,7 @@ class FailingUsage:
     ("error", "outcome"),
     [
         (UsageStoreError("DynamoDB UpdateItem failed: ThrottlingException"), "failed"),
-        (UsageStoreError("DynamoDB UpdateItem failed: ReadTimeout", maybe_applied=True), "unknown"),
+        (UsageStoreError("DynamoDB UpdateItem outcome unknown: ReadTimeout", maybe_applied=True), "unknown"),
     ],
 )
 async def test_a_record_that_does_not_settle_is_one_unsettled_line_and_the_reservation_still_settles(

@@ -58,7 +58,8 @@ def _counts(item: dict[str, Any] | None) -> Counts:
 
 def _store_error(operation: str, exc: AwsError | AwsUnreachable) -> CounterStoreError:
     code = exc.code if isinstance(exc, AwsError) else str(exc)
-    return CounterStoreError(f"DynamoDB {operation} failed: {code}", maybe_applied=exc.maybe_applied)
+    what = "outcome unknown" if exc.maybe_applied else "failed"  # "failed": it did not happen
+    return CounterStoreError(f"DynamoDB {operation} {what}: {code}", maybe_applied=exc.maybe_applied)
 
 
 def _refused(exc: AwsError) -> bool:

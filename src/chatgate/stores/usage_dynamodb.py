@@ -68,10 +68,10 @@ def _record(item: dict[str, Any]) -> UsageRecord:
 
 
 def _error(operation: str, exc: Exception) -> UsageStoreError:
-    if isinstance(exc, AwsError):
-        return UsageStoreError(f"DynamoDB {operation} failed: {exc.code}", maybe_applied=exc.maybe_applied)
-    if isinstance(exc, AwsUnreachable):
-        return UsageStoreError(f"DynamoDB {operation} failed: {exc}", maybe_applied=exc.maybe_applied)
+    if isinstance(exc, AwsError | AwsUnreachable):
+        code = exc.code if isinstance(exc, AwsError) else str(exc)
+        what = "outcome unknown" if exc.maybe_applied else "failed"  # "failed": it did not happen
+        return UsageStoreError(f"DynamoDB {operation} {what}: {code}", maybe_applied=exc.maybe_applied)
     from botocore.exceptions import ClientError  # the CLI's boto3 path
 
     if isinstance(exc, ClientError):
