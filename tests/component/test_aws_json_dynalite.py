@@ -183,3 +183,19 @@ async def test_every_settlement_write_sent_twice_applies_once_and_known_markers_
     assert (record.requests, record.prompt_tokens, record.completion_tokens) == (2, 11, 6)
     item = items.get_item(TableName=table, Key=usage_key("acme", "2025-03-01", "gpt-4o"))["Item"]
     assert "m_u1" not in item and "m_u2" in item  # u1's marker rode out on u2's write
+
+
+async def test_a_busy_usage_record_keeps_a_bounded_number_of_markers(
+    connect: Callable[..., AwsJsonClient], endpoint: str, table: str
+) -> None:
+    """DynamoDB's 400 KB item limit: markers known applied leave with later writes, so a record written
+    by every request of its day holds a few markers, not one per request."""
+    usage = DynamoDBUsageStore(connect(), table)
+    usage._acknowledged = Acknowledged(hold_seconds=0)
+    for i in range(120):
+        assert await usage.add("acme", "2025-03-02", "gpt-4o", TokenUsage(1, 1, "azure"), marker=f"b{i}")
+    item = dl.client(endpoint).get_item(TableName=table, Key=usage_key("acme", "2025-03-02", "gpt-4o"))[
+        "Item"
+    ]
+    assert int(item["requests"]["N"]) == 120
+    assert [name for name in item if name.startswith("m_")] == ["m_b119"]  # the last write's, only
