@@ -312,7 +312,11 @@ def test_books_balance_under_faults(
         logs = [str(a.log), str(b.log)]
         capsys.readouterr()
         assert main(["ledger", "replay", "--file", *logs, "--json"]) == 0
-        first = json.loads(capsys.readouterr().out)["summary"]
+        replayed = json.loads(capsys.readouterr().out)
+        first = replayed["summary"]
+        # Honest logs: a write logged "failed" did not happen, so its replay applies it.
+        assert all(w["result"] == "applied" for w in replayed["writes"] if w["outcome"] == "failed")
+        outcomes = Counter(w["outcome"] for w in replayed["writes"])
         after = differences(
             books(
                 stack["client"],
@@ -335,6 +339,7 @@ def test_books_balance_under_faults(
             "admitted": sum(request.admitted for request in sent),
             "faults": faults,
             "unsettled_lines": len(unsettled),
+            "unsettled_writes": dict(outcomes),
             "differences_before_replay": {f"{k[0]}/{k[1]}": v for k, v in before.items()},
             "replay": first,
             "differences_after_replay": after,
