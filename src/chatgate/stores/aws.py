@@ -36,7 +36,6 @@ import hmac
 import json
 import logging
 import os
-import random
 import ssl
 import time
 import zlib
@@ -46,6 +45,7 @@ from typing import Any
 
 import httpx
 
+from chatgate.stores.aws_retry import NOT_SENT, READ, RetryPolicy, retryable_answer
 from chatgate.transport import Client, HttpClient, Transport, tls_context
 
 __all__ = [
@@ -75,50 +75,6 @@ class Service:
 DYNAMODB = Service("dynamodb", "DynamoDB_20120810", "application/x-amz-json-1.0", "DYNAMODB")
 SECRETS_MANAGER = Service("secretsmanager", "secretsmanager", "application/x-amz-json-1.1", "SECRETS_MANAGER")
 
-# botocore's standard mode: the service asked to slow down, so the request was not applied.
-_THROTTLING = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "TransactionInProgressException",
-        "RequestLimitExceeded",
-        "BandwidthLimitExceeded",
-        "LimitExceededException",
-        "RequestThrottled",
-        "SlowDown",
-        "PriorRequestNotComplete",
-        "EC2ThrottledException",
-    }
-)
-# The service's own transient failures (as botocore's standard mode: these and any 5xx); applied or not.
-_TRANSIENT = frozenset({"InternalServerError", "InternalFailure", "ServiceUnavailable", "RequestTimeout"})
-# No byte of the request can have reached the service.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How one kind of call is retried: at most `attempts` tries, the n-th retry after a pause drawn
-    uniformly from [0, min(cap, base * 2^(n-1))] ("full jitter"), every try and pause within `budget`
-    seconds of the first (a try still running when the budget ends is abandoned: its outcome is unknown)."""
-
-    attempts: int = 3
-    base: float = 0.05
-    cap: float = 1.0
-    budget: float = 5.0
-
-    def pause(self, retry: int) -> float:
-        return random.uniform(0.0, min(self.cap, self.base * 2 ** (retry - 1)))  # noqa: S311 (jitter)
-
-
-# Reads and admissions on the request path: botocore standard mode's three attempts, inside the time a
-# client waits for its answer to begin.
-READ = RetryPolicy()
-
 
 class AwsError(Exception):
     """The service answered with an error: `code` is its short name (e.g. ConditionalCheckFailedException)."""
@@ -139,7 +95,7 @@ class AwsError(Exception):
 
     @property
     def retryable(self) -> bool:
-        return self.code in _THROTTLING or self.code in _TRANSIENT or self.status >= 500 or self.maybe_applied
+        return retryable_answer(self.code, self.status) or self.maybe_applied
 
 
 class AwsUnreachable(Exception):
@@ -334,7 +290,7 @@ class AwsJsonClient:
         )
         try:
             response = await self._http.post(self._url, content=body, headers=headers)
-        except _NOT_SENT as exc:
+        except NOT_SENT as exc:
             raise AwsUnreachable(type(exc).__name__, maybe_applied=False) from None
         except httpx.HTTPError as exc:  # reset, broken reused connection, read timeout: sent, perhaps applied
             raise AwsUnreachable(type(exc).__name__) from None
