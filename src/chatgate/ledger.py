@@ -84,6 +84,18 @@ def log_unsettled(request_id: str, workspace_id: str, writes: list[UnsettledWrit
     )
 
 
+def _unsettled_record(entry: Any) -> dict[str, Any] | None:
+    """The `unsettled` object of a log entry: at the top (logs.JsonFormatter lifts `extra["fields"]`) or
+    one level down (a logger that keeps `fields` as it is given)."""
+    if not isinstance(entry, dict):
+        return None
+    for holder in (entry, entry.get("fields")):
+        if isinstance(holder, dict) and isinstance(holder.get("unsettled"), dict):
+            record: dict[str, Any] = holder["unsettled"]
+            return record
+    return None
+
+
 def unsettled_in(lines: Iterable[str]) -> Iterator[tuple[str, UnsettledWrite]]:
     """(request id, write) of every unsettled line among log lines (other lines are skipped). A line may
     be the JSON object itself or carry it after a prefix (CloudWatch's export adds a timestamp)."""
@@ -95,8 +107,8 @@ def unsettled_in(lines: Iterable[str]) -> Iterator[tuple[str, UnsettledWrite]]:
             entry = json.loads(line[start:])
         except ValueError:
             continue
-        record = entry.get("unsettled") if isinstance(entry, dict) else None
-        if not isinstance(record, dict):
+        record = _unsettled_record(entry)
+        if record is None:
             continue
         for write in record.get("writes") or []:
             if isinstance(write, dict):

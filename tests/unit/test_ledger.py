@@ -67,6 +67,9 @@ def test_other_lines_and_damaged_writes_are_skipped(caplog: pytest.LogCaptureFix
     noise = ['{"message": "POST /openai/eu/v1/chat/completions 200"}', "INFO: started", "{not json", ""]
     found = list(unsettled_in([*noise, exported, json.dumps(damaged)]))
     assert [write for _, write in found] == WRITES
+    nested = json.loads(line)  # a logger that keeps extra["fields"] as a nested object
+    nested["fields"] = {"unsettled": nested.pop("unsettled")}
+    assert [write for _, write in unsettled_in([json.dumps(nested)])] == WRITES
 
 
 def test_replay_lists_each_write_once_from_files(
