@@ -149,6 +149,36 @@ def test_writes_applied_but_unanswered_are_retried_and_counted_once(
     assert len([call for call, fault in proxy.calls if fault == "lost"]) >= 4
 
 
+def test_an_admission_applied_but_never_answered_is_a_503_and_released(
+    faulty: tuple[str, FaultyAws], stack: Stack
+) -> None:
+    """Every attempt of the admission is applied by DynamoDB and its answer lost: the client gets a 503
+    (the outcome is unknown), and the settlement gives back the request and the tokens DynamoDB counted."""
+    gateway, proxy = faulty
+    key = stack.create_key("acme")
+    counters = stack.settings.rate_limit_table_name
+    writes = []
+
+    def lose_admissions(call: Call) -> str | None:  # the admission's three attempts (the release answers)
+        if call.table == counters and call.operation == "UpdateItem":
+            writes.append(call)
+            return "lost" if len(writes) <= 3 else None
+        return None
+
+    proxy.fail = lose_admissions
+    refused = post(gateway, key, body())
+    assert_unavailable(refused)
+    assert "x-ratelimit-remaining-requests" not in refused.headers
+    assert len([call for call, fault in proxy.calls if fault == "lost"]) == 3  # applied 3 times, once
+    assert stack.upstream("eu").requests == []
+    second = body(max_tokens=5)
+    served = post(gateway, key, second)
+    assert served.status_code == 200
+    assert served.headers["x-ratelimit-remaining-requests"] == str(stack.settings.rpm_limit - 1)
+    reserved = tokens.count_prompt_tokens("gpt-4o-mini", second) + 5
+    assert served.headers["x-ratelimit-remaining-tokens"] == str(stack.settings.tpm_limit - reserved)
+
+
 def test_workspace_limits_failing_is_503(faulty: tuple[str, FaultyAws], stack: Stack) -> None:
     gateway, proxy = faulty
     key = stack.create_key("acme")
