@@ -95,6 +95,8 @@ class UsageLedger:
                     prompt_tokens=usage.prompt_tokens,
                     completion_tokens=usage.completion_tokens,
                     source=usage.source,
+                    # The pool's resource that answered, where TokenUsage carries one (upstream pools).
+                    **({"resource": resource} if (resource := getattr(usage, "resource", None)) else {}),
                 )
             ]
         return []

@@ -107,7 +107,14 @@ async def apply(write: UnsettledWrite, counters: Any, usage: Any) -> bool:
         )
     from chatgate.tokens import TokenUsage
 
-    used = TokenUsage(int(fields["prompt_tokens"]), int(fields["completion_tokens"]), fields["source"])
+    arguments: dict[str, Any] = {
+        "prompt_tokens": int(fields["prompt_tokens"]),
+        "completion_tokens": int(fields["completion_tokens"]),
+        "source": fields["source"],
+    }
+    if fields.get("resource"):  # upstream pools: the resource that answered (TokenUsage.resource)
+        arguments["resource"] = str(fields["resource"])
+    used = TokenUsage(**arguments)
     return bool(
         await usage.add(
             str(fields["workspace_id"]), str(fields["day"]), str(fields["model"]), used, marker=write.marker
