@@ -53,23 +53,47 @@ class MemorySecrets:
 
 
 class MemoryCounters:
-    """A CounterStore in a dict (single event loop, so atomic by construction)."""
+    """A CounterStore in a dict (single event loop, so atomic by construction), markers included."""
 
     def __init__(self) -> None:
         self.counts: dict[str, Counts] = {}
+        self.markers: set[tuple[str, str]] = set()
 
     async def try_add(
-        self, key: str, *, requests: int, tokens: int, max_requests: int, max_tokens: int, expires_at: int
+        self,
+        key: str,
+        *,
+        requests: int,
+        tokens: int,
+        max_requests: int,
+        max_tokens: int,
+        expires_at: int,
+        marker: str,
     ) -> AddResult:
         now = self.counts.get(key, Counts())
+        if ("p", marker) in self.markers:
+            return AddResult(True, now)
         if now.requests + requests > max_requests or now.tokens + tokens > max_tokens:
             return AddResult(False, now)
         self.counts[key] = Counts(now.requests + requests, now.tokens + tokens)
+        self.markers.add(("p", marker))
         return AddResult(True, self.counts[key])
 
-    async def add_tokens(self, key: str, tokens: int, *, expires_at: int) -> None:
+    async def settle(self, key: str, *, marker: str, requests: int, tokens: int) -> bool:
+        if ("p", marker) not in self.markers:
+            return False
+        self.markers.discard(("p", marker))
+        now = self.counts.get(key, Counts())
+        self.counts[key] = Counts(now.requests + requests, now.tokens + tokens)
+        return True
+
+    async def add_tokens(self, key: str, tokens: int, *, expires_at: int, marker: str) -> bool:
+        if ("o", marker) in self.markers:
+            return False
+        self.markers.add(("o", marker))
         now = self.counts.get(key, Counts())
         self.counts[key] = Counts(now.requests, now.tokens + tokens)
+        return True
 
     async def read(self, key: str) -> Counts:
         return self.counts.get(key, Counts())
@@ -80,8 +104,12 @@ class MemoryUsage:
 
     def __init__(self) -> None:
         self.records: dict[tuple[str, str, str], UsageRecord] = {}
+        self.markers: set[str] = set()
 
-    async def add(self, workspace_id: str, day: str, model: str, usage: TokenUsage) -> None:
+    async def add(self, workspace_id: str, day: str, model: str, usage: TokenUsage, *, marker: str) -> bool:
+        if marker in self.markers:
+            return False
+        self.markers.add(marker)
         old = self.records.get((workspace_id, day, model)) or UsageRecord(workspace_id, day, model)
         counted = usage.source == "counted"
         self.records[(workspace_id, day, model)] = UsageRecord(
@@ -96,6 +124,7 @@ class MemoryUsage:
             counted_completion_tokens=old.counted_completion_tokens
             + (usage.completion_tokens if counted else 0),
         )
+        return True
 
 
 class MemoryLimits:

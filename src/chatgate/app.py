@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from chatgate import observability
+from chatgate import observability, shutdown
 from chatgate.admin.api import add_admin_routes
 from chatgate.errors import (
     ChatgateError,
@@ -77,6 +77,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         owned = app.state.services is None
         if owned:  # build clients at startup, before the first request (uvicorn, Lambda Web Adapter)
             app.state.services = build_services(app.state.settings)
+        settings = app.state.settings
+        # On SIGTERM, streams still running near the grace's end get an error frame (chatgate.shutdown).
+        shutdown.install(settings.shutdown_grace_seconds, settings.settlement_budget_seconds)
         try:
             yield
         finally:

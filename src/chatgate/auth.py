@@ -212,7 +212,7 @@ class Authenticator:
         try:
             await self._store.touch(key_id, now, older_than=int(now - self._last_used_interval) + 1)
         except Exception as exc:  # best effort: the request has been served already
-            logger.warning("recording the last use of key %s failed: %s", key_id, exc)
+            logger.warning("recording the last use of key %s did not complete: %s", key_id, exc)
 
     async def _lookup(self, key_id: str) -> ApiKey | None:
         now = self._clock.now()

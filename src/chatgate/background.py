@@ -8,23 +8,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class BackgroundWrites:
     def __init__(self) -> None:
-        self._pending: set[asyncio.Task[None]] = set()
+        self._pending: set[asyncio.Task[Any]] = set()
 
-    def start(self, write: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    def start(self, write: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run `write` in the background; the caller does not wait."""
         task = asyncio.ensure_future(write)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
         return task
 
-    async def run(self, write: Coroutine[Any, Any, None]) -> None:
-        """Run `write` and wait for it; if the caller is cancelled, the write still completes."""
-        await asyncio.shield(self.start(write))
+    async def run(self, write: Coroutine[Any, Any, T]) -> T:
+        """Run `write` and wait for it (its result); if the caller is cancelled, the write still completes."""
+        return await asyncio.shield(self.start(write))
 
     async def drain(self) -> None:
         """Wait for every write still in flight."""

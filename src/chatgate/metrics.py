@@ -65,6 +65,7 @@ def metric_values(observation: RequestObservation) -> list[tuple[str, str, float
         ("ServerErrors", "Count", 1 if status >= 500 else 0),
         ("RateLimited", "Count", 1 if observation.rate_limited else 0),
         ("UpstreamErrors", "Count", 1 if (observation.error or "").startswith("upstream") else 0),
+        ("UnsettledWrites", "Count", observation.unsettled_writes),
     ]
     if observation.input_tokens is not None and observation.output_tokens is not None:
         values.append(("InputTokens", "Count", observation.input_tokens))

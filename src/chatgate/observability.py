@@ -99,6 +99,7 @@ class RequestObservation:
         "stream",
         "tokens_counted",
         "trace_header",
+        "unsettled_writes",
         "upstream_end",
         "upstream_request_id",
         "upstream_start",
@@ -136,6 +137,7 @@ class RequestObservation:
         self.output_tokens: int | None = None
         self.tokens_counted = False  # Azure sent no usage: chatgate counted the tokens itself
         self.rate_limited = False
+        self.unsettled_writes = 0  # settlement writes that did not settle (an "unsettled" line names them)
         self.upstream_request_id: str | None = None
         self.upstream_start: float | None = None
         self.attempt_start: float | None = None
@@ -212,6 +214,10 @@ class RequestObservation:
         self.input_tokens = input_tokens
         self.output_tokens = output_tokens
         self.tokens_counted = counted
+
+    def unsettled(self, writes: int) -> None:
+        """Settlement writes still not applied after their retries (chatgate.ledger)."""
+        self.unsettled_writes += writes
 
     def failed(self, status: int, code: str | None = None, *, upstream: bool = False) -> None:
         """An error answered (or sent as the stream's error frame): its class, and 429s flagged."""

@@ -25,6 +25,7 @@ from chatgate.apis.base import PinnedApi
 from chatgate.concurrently import both
 from chatgate.dependencies import read_body
 from chatgate.errors import ChatgateError
+from chatgate.ratelimit import ReservationInDoubt
 from chatgate.settlement import Settlement
 from chatgate.streaming import EventStreamResponse
 
@@ -100,6 +101,8 @@ async def run(
         answer = await _failover(services, route, lambda target: api.complete(services.azure, target, parsed))
         settlement.resource = observed.resource
     except BaseException as error:
+        if isinstance(error, ReservationInDoubt):  # the admission may have been applied: released if so
+            settlement.admitted(error.reservation, 0)
         with anyio.CancelScope(shield=True):
             await settlement.abandoned()
         if isinstance(error, ChatgateError):

@@ -3,10 +3,12 @@
 Algorithm: a fixed window with the window start in the counter's key (docs/rate-limits.md has the full
 argument). Each (workspace, model, window) has one counter item {requests, tokens}. Admitting a request is
 one atomic conditional increment of both counters ("requests + 1 <= limit and tokens + cost <= limit");
-reconciling it is one unconditional add: unused tokens back to the same item, tokens beyond the
-reservation to the item of the window in which the request ends (which may be a later one). The store answers
-with the counts after the increment (or, refused, the counts that refused it), which is all the headers
-and the retry hint need: no reads.
+reconciling it is one add: unused tokens back to the same item, tokens beyond the reservation to the item
+of the window in which the request ends (which may be a later one). The store answers with the counts after
+the increment (or, refused, the counts that refused it), which is all the headers and the retry hint need:
+no reads. Every write carries the request's marker (stores/markers.py), so each is applied once however
+often it is retried: an admission whose answer was lost is retried, and one still in doubt after its
+retries (a 503 to the client) is released by the settlement, requests and tokens, if it was applied.
 
 - Steady traffic at 90% of the limits is never refused: an aligned window is an interval of length W, so
   it holds at most ceil(0.9 L) <= L evenly spaced requests.
@@ -29,6 +31,8 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from chatgate.background import BackgroundWrites
 from chatgate.errors import RateLimitExceeded, ServiceUnavailable
+from chatgate.ledger import UnsettledWrite
+from chatgate.stores.markers import new_marker
 
 if TYPE_CHECKING:
     from chatgate.settings import Settings
@@ -79,20 +83,39 @@ class AddResult:
 
 
 class CounterStoreError(Exception):
-    """The counter store failed (throttled, unreachable, misconfigured). The message holds no secrets."""
+    """The counter store failed (throttled, unreachable, misconfigured). The message holds no secrets;
+    `maybe_applied` says whether the write may have been applied all the same (no answer came)."""
+
+    def __init__(self, message: str, *, maybe_applied: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_applied = maybe_applied
 
 
 class CounterStore(Protocol):
-    """Where the window counters live (DynamoDB in production, a dict in unit tests)."""
+    """Where the window counters live (DynamoDB in production, a dict in unit tests). Every write is
+    applied once per marker, however often it is sent."""
 
     async def try_add(
-        self, key: str, *, requests: int, tokens: int, max_requests: int, max_tokens: int, expires_at: int
+        self,
+        key: str,
+        *,
+        requests: int,
+        tokens: int,
+        max_requests: int,
+        max_tokens: int,
+        expires_at: int,
+        marker: str,
     ) -> AddResult:
-        """Atomically add both amounts if the results stay within max_requests and max_tokens."""
+        """Atomically add both amounts if the results stay within max_requests and max_tokens, and mark
+        the request admitted (admitted again, without adding, if the marker is already there)."""
         ...
 
-    async def add_tokens(self, key: str, tokens: int, *, expires_at: int) -> None:
-        """Add (possibly negative) tokens to a counter, unconditionally."""
+    async def settle(self, key: str, *, marker: str, requests: int, tokens: int) -> bool:
+        """Add (zero or negative) amounts and end the marked admission, if it is still open: False if not."""
+        ...
+
+    async def add_tokens(self, key: str, tokens: int, *, expires_at: int, marker: str) -> bool:
+        """Add tokens to a counter once per marker (False: already added)."""
         ...
 
     async def read(self, key: str) -> Counts:
@@ -173,6 +196,10 @@ class Reservation:
     window_start: int = 0
     # False when admitted without counting (store down and fail-open): reconcile does nothing.
     enforced: bool = True
+    # The request's marker on every write (stores/markers.py).
+    marker: str = field(default_factory=new_marker)
+    # The admission's outcome is unknown (the client got a 503): reconciling releases it, if applied.
+    in_doubt: bool = False
     settled: bool = field(default=False, init=False)
 
     def headers(self) -> dict[str, str]:
@@ -187,6 +214,15 @@ def counter_key(workspace_id: str, model: str, window_start: int) -> str:
         return value.replace("%", "%25").replace("#", "%23")
 
     return f"RL#{part(workspace_id)}#{part(model)}#{window_start}"
+
+
+class ReservationInDoubt(ServiceUnavailable):
+    """503: the admission write got no answer; it may have been applied. The settlement releases
+    `reservation` (requests and tokens) if it was."""
+
+    def __init__(self, message: str, *, reservation: Reservation, headers: dict[str, str]) -> None:
+        super().__init__(message, headers=headers)
+        self.reservation = reservation
 
 
 class RateLimiter:
@@ -237,6 +273,7 @@ class RateLimiter:
         expires_at = end + self._retention
         if limits.requests < 1 or tokens > limits.tokens:
             raise await self._never_fits(workspace_id, model, tokens, limits, key, end - now)
+        marker = new_marker()
         try:
             result = await self._store.try_add(
                 key,
@@ -245,12 +282,26 @@ class RateLimiter:
                 max_requests=limits.requests,
                 max_tokens=limits.tokens,
                 expires_at=expires_at,
+                marker=marker,
             )
         except CounterStoreError as exc:
-            return self._store_down(exc, workspace_id, model, tokens, limits, key, expires_at)
+            doubt = Reservation(
+                workspace_id,
+                model,
+                tokens,
+                key,
+                expires_at,
+                RateLimitStatus.of(limits, Counts(), 0.0),
+                window_start=start,
+                marker=marker,
+                in_doubt=exc.maybe_applied,
+            )
+            return self._store_down(exc, doubt, limits)
         status = RateLimitStatus.of(limits, result.counts, end - now)
         if result.admitted:
-            return Reservation(workspace_id, model, tokens, key, expires_at, status, window_start=start)
+            return Reservation(
+                workspace_id, model, tokens, key, expires_at, status, window_start=start, marker=marker
+            )
         kind: LimitKind = "requests" if result.counts.requests + 1 > limits.requests else "tokens"
         wait = end - now + RETRY_MARGIN_SECONDS
         used = result.counts.requests if kind == "requests" else result.counts.tokens
@@ -263,47 +314,60 @@ class RateLimiter:
         )
         raise RateLimitExceeded(message, error_type=kind, headers={**status.headers(), **retry_headers(wait)})
 
-    async def reconcile(self, reservation: Reservation, charged_tokens: int) -> None:
-        """Correct a reservation to the tokens the request is charged (prompt + completion). Never raises.
+    async def reconcile(self, reservation: Reservation, charged_tokens: int) -> list[UnsettledWrite]:
+        """Correct a reservation to the tokens the request is charged (prompt + completion), and end its
+        admission. Never raises: returns the writes that did not settle (empty when all did).
 
         Unused reservation goes back to the window that holds it. Tokens beyond the reservation are
         charged to the window in which the request ends (now), so the next admissions feel them even when
         the request was admitted in a window that has already closed: a window's counter may then exceed
-        its limit, and nothing more is admitted in it. One unconditional write either way.
+        its limit, and nothing more is admitted in it. An admission in doubt is released (its request and
+        all its tokens) if it was applied.
 
         Call it exactly once when the response ends: success, upstream failure, or client disconnect
-        (later calls are ignored). The write runs shielded: if the caller is cancelled, it still completes.
+        (later calls are ignored). The writes run shielded: if the caller is cancelled, they still complete.
         """
         if reservation.settled:
             logger.debug("rate-limit reservation %s already reconciled", reservation.key)
-            return
+            return []
         reservation.settled = True
-        delta = max(0, charged_tokens) - reservation.tokens
-        if not reservation.enforced or delta == 0:
-            return
-        key, expires_at = reservation.key, reservation.expires_at
-        if delta > 0:
-            start = int(self._clock() // self._window) * self._window
-            if start > reservation.window_start:
-                key = counter_key(reservation.workspace_id, reservation.model, start)
-                expires_at = start + self._window + self._retention
-        await self._writes.run(self._add(reservation, key, delta, expires_at))
+        if not reservation.enforced:
+            return []
+        return await self._writes.run(self._settle(reservation, max(0, charged_tokens) - reservation.tokens))
 
     async def drain(self) -> None:
         """Wait for reconciliations still in flight (at shutdown, or in tests)."""
         await self._writes.drain()
 
-    async def _add(self, reservation: Reservation, key: str, delta: int, expires_at: int) -> None:
+    async def _settle(self, reservation: Reservation, delta: int) -> list[UnsettledWrite]:
+        unsettled: list[UnsettledWrite] = []
+        marker = reservation.marker
+        if reservation.in_doubt:
+            delta = -reservation.tokens
+        if delta > 0:
+            start = int(self._clock() // self._window) * self._window
+            if start > reservation.window_start:
+                key = counter_key(reservation.workspace_id, reservation.model, start)
+                expires_at = start + self._window + self._retention
+                try:
+                    await self._store.add_tokens(key, delta, expires_at=expires_at, marker=marker)
+                except CounterStoreError as exc:
+                    unsettled.append(
+                        UnsettledWrite.of(
+                            "overshoot", marker, exc, key=key, tokens=delta, expires_at=expires_at
+                        )
+                    )
+                delta = 0
+        requests = -1 if reservation.in_doubt else 0
         try:
-            await self._store.add_tokens(key, delta, expires_at=expires_at)
-        except Exception as exc:
-            logger.error(
-                "rate-limit reconcile failed for workspace %s model %s (%+d tokens): %s",
-                reservation.workspace_id,
-                reservation.model,
-                delta,
-                exc,
+            await self._store.settle(reservation.key, marker=marker, requests=requests, tokens=delta)
+        except CounterStoreError as exc:
+            unsettled.append(
+                UnsettledWrite.of(
+                    "reconcile", marker, exc, key=reservation.key, requests=requests, tokens=delta
+                )
             )
+        return unsettled
 
     def _per(self, kind: LimitKind) -> str:
         if self._window == 60:
@@ -337,27 +401,25 @@ class RateLimiter:
             }
         return RateLimitExceeded(message, error_type=kind, headers=headers)
 
-    def _store_down(
-        self,
-        exc: CounterStoreError,
-        workspace_id: str,
-        model: str,
-        tokens: int,
-        limits: Limits,
-        key: str,
-        expires_at: int,
-    ) -> Reservation:
+    def _store_down(self, exc: CounterStoreError, doubt: Reservation, limits: Limits) -> Reservation:
+        workspace_id, model = doubt.workspace_id, doubt.model
         if not self._fail_open:
-            logger.error("rate-limit store failed for workspace %s model %s: %s", workspace_id, model, exc)
-            raise ServiceUnavailable(
-                "The rate limiter is temporarily unavailable. Please retry in 1 second.",
-                headers=retry_headers(STORE_DOWN_RETRY_SECONDS),
-            ) from exc
+            outcome = "unknown (released at settlement if applied)" if doubt.in_doubt else "failed"
+            logger.error(
+                "rate-limit admission %s for workspace %s model %s: %s", outcome, workspace_id, model, exc
+            )
+            message = "The rate limiter is temporarily unavailable. Please retry in 1 second."
+            headers = retry_headers(STORE_DOWN_RETRY_SECONDS)
+            if doubt.in_doubt:
+                raise ReservationInDoubt(message, reservation=doubt, headers=headers) from exc
+            raise ServiceUnavailable(message, headers=headers) from exc
         logger.warning(
             "rate-limit store failed for workspace %s model %s; admitting uncounted (fail-open): %s",
             workspace_id,
             model,
             exc,
         )
-        status = RateLimitStatus.of(limits, Counts(), 0.0)
-        return Reservation(workspace_id, model, tokens, key, expires_at, status, enforced=False)
+        # Fail-open: served uncounted; an admission that may have been applied is released when settled.
+        doubt.status = RateLimitStatus.of(limits, Counts(), 0.0)
+        doubt.enforced = doubt.in_doubt
+        return doubt

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.fields import FieldInfo
@@ -99,6 +99,8 @@ class Settings(BaseModel):
     stream_max_seconds: float = Field(870.0, gt=0)
     # On SIGTERM: how long requests in flight (and their settlements) may take before the process exits.
     shutdown_grace_seconds: float = Field(10.0, ge=0)
+    # How long a settlement write is retried before it is logged "unsettled" (docs/rate-limits.md).
+    settlement_budget_seconds: float = Field(5.0, gt=0, le=60)
     # Hosts a bring-your-own-keys endpoint may use (https only), checked on every request. Unset: Azure's
     # suffixes; then `chatgate dev` also allows plain-http loopback endpoints (byok_allow_http_loopback).
     byok_endpoint_suffixes_csv: str | None = Field(None, validation_alias="CHATGATE_BYOK_ENDPOINT_SUFFIXES")
@@ -108,6 +110,9 @@ class Settings(BaseModel):
     admin_rpm_limit: int = Field(120, ge=1)
 
     log_level: str = "INFO"
+    # `chatgate dev`'s log lines: "console" (readable), "json" (Powertools' lines, as deployed: what
+    # `chatgate ledger replay --file` reads), or "auto": console on a terminal, JSON when written elsewhere.
+    log_format: Literal["auto", "console", "json"] = "auto"
 
     # Observability (docs/observability.md): the CloudWatch namespace of the metrics lines, and whether
     # they carry per-workspace dimensions too (each workspace multiplies the custom metrics billed).

@@ -10,8 +10,11 @@ lost when the sandbox is retired. So each request is settled exactly once, befor
 - the key's last use is written, when due (chatgate.auth).
 
 The writes run concurrently (one round trip), are shielded from cancellation (a client that goes away
-cannot interrupt them), and never raise: a failing write is logged. The pipeline calls exactly one of
-`completed`, `stream_ended` or `abandoned`; later calls are ignored.
+cannot interrupt them), are retried within the settlement's time budget (stores/markers.py: each carries
+the request's marker, so a retry applies it once), and never raise: writes that still did not settle are
+written as one "unsettled" line (chatgate.ledger) that `chatgate ledger replay` applies later, and counted
+in the request's metrics line. The pipeline calls exactly one of `completed`, `stream_ended` or
+`abandoned`; later calls are ignored.
 
 What a request is charged: Azure's own usage when it came. When it never came (the client went away, the
 upstream failed mid-stream), the prompt chatgate counted plus the completion tokens of what was relayed —
@@ -32,6 +35,7 @@ from typing import Literal
 
 from chatgate import observability, tokens
 from chatgate.auth import Authenticator, Principal
+from chatgate.ledger import UnsettledWrite, log_unsettled
 from chatgate.ratelimit import RateLimiter, Reservation
 from chatgate.tokens import TokenUsage
 from chatgate.usage import UsageLedger
@@ -144,16 +148,30 @@ class Settlement:
             observed.settled(used.prompt_tokens, used.completion_tokens, counted=used.source != "azure")
             if self.resource is not None:
                 used = replace(used, resource=self.resource)
-        writes: list[Awaitable[None]] = []
         touch = self._authenticator.record_use(self.caller)
-        if touch is not None:
-            writes.append(touch)
-        if self.reservation is not None:
-            writes.append(self._limiter.reconcile(self.reservation, used.total_tokens if used else 0))
+        writes: list[Awaitable[list[UnsettledWrite]]] = []
+        reservation = self.reservation
+        if reservation is not None:
+            writes.append(self._limiter.reconcile(reservation, used.total_tokens if used else 0))
             if used is not None and self._ledger is not None:
-                writes.append(self._ledger.record(self.caller.workspace_id, self.day, self.model, used))
-        if writes:
-            # Each write is shielded and logs its own failure; shield the gather too, so a cancelled
-            # caller still waits for nothing less than all of them.
-            await asyncio.shield(asyncio.gather(*writes))
+                writes.append(
+                    self._ledger.record(
+                        self.caller.workspace_id, self.day, self.model, used, marker=reservation.marker
+                    )
+                )
+        if writes or touch is not None:
+            # Each write is shielded and never raises; shield the gather too, so a cancelled caller still
+            # waits for nothing less than all of them.
+            results = await asyncio.shield(asyncio.gather(_touched(touch), *writes))
+            unsettled = [write for result in results for write in result]
+            if unsettled:
+                log_unsettled(observed.request_id, self.caller.workspace_id, unsettled)
+                observed.unsettled(len(unsettled))
         observed.step("settle", began)
+
+
+async def _touched(touch: Awaitable[None] | None) -> list[UnsettledWrite]:
+    """The key's last use (best effort, logged by the authenticator: not part of the books)."""
+    if touch is not None:
+        await touch
+    return []

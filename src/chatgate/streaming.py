@@ -27,8 +27,8 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from chatgate import observability
-from chatgate.errors import ChatgateError, InternalError, UpstreamError, UpstreamTimeout
+from chatgate import observability, shutdown
+from chatgate.errors import ChatgateError, InternalError, ServiceUnavailable, UpstreamError, UpstreamTimeout
 from chatgate.settlement import StreamOutcome
 
 if TYPE_CHECKING:
@@ -75,6 +75,7 @@ class EventStreamResponse(Response):
         self._write_lock = asyncio.Lock()  # uncontended, acquired without a trip round the event loop
         self._events: AsyncIterator[ServerSentEvent] | None = None
         self._last_write = time.monotonic()
+        self._relaying = anyio.CancelScope()  # cancelled when the server's shutdown grace is nearly over
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         outcome = self.outcome
@@ -101,6 +102,7 @@ class EventStreamResponse(Response):
                     )
                     started = True
                     group.start_soon(self._heartbeat, send)
+                    group.start_soon(self._end_at_shutdown)
                     last = await self._forward(send, request_id)
                     await self._write(send, last)
                     relayed = True
@@ -154,33 +156,47 @@ class EventStreamResponse(Response):
         except OSError:
             return  # the client went away: the relay or the disconnect watcher ends the stream
 
+    async def _end_at_shutdown(self) -> None:
+        """Stop relaying when streams must end for the shutdown (chatgate.shutdown)."""
+        await shutdown.streams_must_end()
+        self._relaying.cancel()
+
     async def _forward(self, send: Send, request_id: str) -> bytes:
         """Forward the upstream events as they arrive; return the stream's last frame (the API's end
         frame, or its error frame). Never raises but cancellation and the client's socket errors."""
         outcome, relay = self.outcome, self.relay
         observed = observability.current()
         with anyio.move_on_after(self.max_seconds):
-            try:
-                self._events = self.upstream.events()
-                async for event in self._events:
-                    outcome.events += 1
-                    frame = relay.relay(event)
-                    if frame:
-                        await self._write(send, frame)
-                        if relay.relayed_text:
-                            observed.first_token()  # time to first token (a no-op after the first)
-                    if relay.finished:
-                        return relay.end_frame()
-                raise UpstreamError("The upstream closed the stream before it was complete.")
-            except OSError:
-                raise  # the client's socket, not the upstream (whose failures arrive as ChatgateErrors)
-            except ChatgateError as error:
-                return self._failed(error)
-            except ValueError:
-                return self._failed(UpstreamError("The upstream sent an event chatgate could not read."))
-            except Exception:
-                logger.exception("relaying a stream failed request_id=%s", request_id)
-                return self._failed(InternalError(request_id))
+            with self._relaying:
+                try:
+                    self._events = self.upstream.events()
+                    async for event in self._events:
+                        outcome.events += 1
+                        frame = relay.relay(event)
+                        if frame:
+                            await self._write(send, frame)
+                            if relay.relayed_text:
+                                observed.first_token()  # time to first token (a no-op after the first)
+                        if relay.finished:
+                            return relay.end_frame()
+                    raise UpstreamError("The upstream closed the stream before it was complete.")
+                except OSError:
+                    raise  # the client's socket, not the upstream (whose failures arrive as ChatgateErrors)
+                except ChatgateError as error:
+                    return self._failed(error)
+                except ValueError:
+                    return self._failed(UpstreamError("The upstream sent an event chatgate could not read."))
+                except Exception:
+                    logger.exception("relaying a stream failed request_id=%s", request_id)
+                    return self._failed(InternalError(request_id))
+            if self._relaying.cancel_called:
+                logger.warning("stream ended by the shutdown after %d events", outcome.events)
+                return self._failed(
+                    ServiceUnavailable(
+                        "The server is shutting down and ended this stream before it was complete. "
+                        "Please retry the request."
+                    )
+                )
         logger.warning("stream reached its deadline of %.0f s", self.max_seconds)
         deadline = UpstreamTimeout(
             f"The stream reached chatgate's maximum duration of {self.max_seconds:.0f} seconds and was "

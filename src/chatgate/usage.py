@@ -1,7 +1,8 @@
 """The usage ledger: per workspace, model and UTC day, how many requests and tokens were used.
 
-Records are added atomically (DynamoDB `ADD`, stores/usage_dynamodb.py) by chatgate.settlement, with the
-same numbers the rate-limit reservation is corrected to, and say how much of the usage chatgate had to count
+Records are added atomically (DynamoDB `ADD`, stores/usage_dynamodb.py) by chatgate.settlement, once per
+request however often the write is retried or replayed (the request's marker), with the same numbers the
+rate-limit reservation is corrected to, and say how much of the usage chatgate had to count
 itself because Azure's own `usage` never came (a stream that failed or whose client went away first).
 """
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from chatgate.background import BackgroundWrites
+from chatgate.ledger import UnsettledWrite
 from chatgate.tokens import TokenUsage
 
 logger = logging.getLogger(__name__)
@@ -60,37 +62,48 @@ class UsageRecord:
 class UsageStore(Protocol):
     """Where usage records live (DynamoDB in production: stores/usage_dynamodb.py)."""
 
-    async def add(self, workspace_id: str, day: str, model: str, usage: TokenUsage) -> None:
-        """Atomically add one request's usage to the (workspace, day, model) record, creating it."""
+    async def add(self, workspace_id: str, day: str, model: str, usage: TokenUsage, *, marker: str) -> bool:
+        """Atomically add one request's usage to the (workspace, day, model) record, creating it, once per
+        marker (False: it already was)."""
         ...
 
 
 class UsageLedger:
-    """Adds finished requests to the usage records. Never raises; a write in flight completes even if
-    its caller is cancelled, and `drain()` waits for those still running (at shutdown, in tests)."""
+    """Adds finished requests to the usage records. Never raises (returns the write if it did not
+    settle); a write in flight completes even if its caller is cancelled, and `drain()` waits for those
+    still running (at shutdown, in tests)."""
 
     def __init__(self, store: UsageStore) -> None:
         self._store = store
         self._writes = BackgroundWrites()
 
-    async def record(self, workspace_id: str, day: str, model: str, usage: TokenUsage) -> None:
-        await self._writes.run(self._write(workspace_id, day, model, usage))
+    async def record(
+        self, workspace_id: str, day: str, model: str, usage: TokenUsage, *, marker: str
+    ) -> list[UnsettledWrite]:
+        return await self._writes.run(self._write(workspace_id, day, model, usage, marker))
 
     async def drain(self) -> None:
         await self._writes.drain()
 
-    async def _write(self, workspace_id: str, day: str, model: str, usage: TokenUsage) -> None:
+    async def _write(
+        self, workspace_id: str, day: str, model: str, usage: TokenUsage, marker: str
+    ) -> list[UnsettledWrite]:
         try:
-            await self._store.add(workspace_id, day, model, usage)
+            await self._store.add(workspace_id, day, model, usage, marker=marker)
         except Exception as exc:
-            logger.error(
-                "usage record failed for workspace %s model %s day %s (%d prompt + %d completion tokens, "
-                "%s): %s",
-                workspace_id,
-                model,
-                day,
-                usage.prompt_tokens,
-                usage.completion_tokens,
-                usage.source,
-                exc,
-            )
+            return [
+                UnsettledWrite.of(
+                    "usage",
+                    marker,
+                    exc,
+                    workspace_id=workspace_id,
+                    day=day,
+                    model=model,
+                    prompt_tokens=usage.prompt_tokens,
+                    completion_tokens=usage.completion_tokens,
+                    source=usage.source,
+                    # The pool's resource that answered, where TokenUsage carries one (upstream pools).
+                    **({"resource": resource} if (resource := getattr(usage, "resource", None)) else {}),
+                )
+            ]
+        return []

@@ -11,6 +11,7 @@ emulator.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import ssl
 from dataclasses import dataclass, field
@@ -126,6 +127,7 @@ def build_services(settings: Settings) -> Services:
     from chatgate.stores.aws import DYNAMODB, SECRETS_MANAGER, AwsJsonClient, aws_http_client
     from chatgate.stores.control_dynamodb import DynamoDBControlStore
     from chatgate.stores.keys_dynamodb import DynamoDBKeyStore
+    from chatgate.stores.markers import SETTLE
     from chatgate.stores.ownership_dynamodb import DynamoDBOwnershipStore
     from chatgate.stores.ratelimit_dynamodb import DynamoDBCounterStore
     from chatgate.stores.secrets import SecretsManagerSource, secret_reader
@@ -141,8 +143,9 @@ def build_services(settings: Settings) -> Services:
         max_age=settings.secret_max_age_seconds,
     )
     http = http_client(settings, verify=tls)
+    settle = dataclasses.replace(SETTLE, budget=settings.settlement_budget_seconds)
     control = DynamoDBControlStore(dynamodb, settings.control_table_name)
-    usage_records = DynamoDBUsageStore(dynamodb, settings.table_name)
+    usage_records = DynamoDBUsageStore(dynamodb, settings.table_name, settle_policy=settle)
     return Services(
         settings=settings,
         authenticator=Authenticator(
@@ -164,7 +167,7 @@ def build_services(settings: Settings) -> Services:
             cache_seconds=settings.key_cache_seconds,
         ),
         limiter=RateLimiter.from_settings(
-            DynamoDBCounterStore(dynamodb, settings.rate_limit_table_name), settings
+            DynamoDBCounterStore(dynamodb, settings.rate_limit_table_name, settle_policy=settle), settings
         ),
         usage=UsageLedger(usage_records),
         azure=AzureOpenAI(http),

@@ -13,11 +13,12 @@ import pytest
 
 from chatgate.auth import new_key
 from chatgate.errors import RateLimitExceeded, ServiceUnavailable
-from chatgate.ratelimit import Limits, RateLimiter, Reservation
+from chatgate.ratelimit import Counts, Limits, RateLimiter, Reservation
 from chatgate.stores.aws import DYNAMODB, AwsJsonClient, Credentials, aws_http_client
 from chatgate.stores.keys_dynamodb import DynamoDBKeyStore
+from chatgate.stores.markers import Acknowledged
 from chatgate.stores.ratelimit_dynamodb import DynamoDBCounterStore
-from chatgate.stores.usage_dynamodb import DynamoDBUsageStore
+from chatgate.stores.usage_dynamodb import DynamoDBUsageStore, usage_key
 from chatgate.tokens import TokenUsage
 from chatgate.transport import Client, Transport
 from chatgate.usage import UsageLedger
@@ -112,7 +113,10 @@ async def test_concurrent_usage_adds_from_four_instances_lose_nothing(
     rng = random.Random(11)
     usages = [TokenUsage(rng.randint(1, 5000), rng.randint(0, 2000), "azure") for _ in range(120)]
     await asyncio.gather(
-        *(ledgers[i % 4].record("acme", "2025-03-01", "gpt-4o", u) for i, u in enumerate(usages))
+        *(
+            ledgers[i % 4].record("acme", "2025-03-01", "gpt-4o", u, marker=f"m{i}")
+            for i, u in enumerate(usages)
+        )
     )
     for ledger in ledgers:
         await ledger.drain()
@@ -151,3 +155,47 @@ async def test_a_missing_table_or_an_unreachable_store_is_a_503(
         assert info.value.status_code == 503
         with pytest.raises(ServiceUnavailable):
             await DynamoDBKeyStore(client, "no-such-table").get("0123456789abcdef")
+
+
+async def test_every_settlement_write_sent_twice_applies_once_and_known_markers_are_cleared(
+    connect: Callable[..., AwsJsonClient], endpoint: str, table: str, rl_table: str
+) -> None:
+    """What a retry after a lost answer, or `chatgate ledger replay`, does: the same write again."""
+    counters = DynamoDBCounterStore(connect(), rl_table)
+    limits = dict(max_requests=10, max_tokens=1000, expires_at=int(T0) + 3600)
+    first = await counters.try_add("RL#k", requests=1, tokens=300, marker="aa", **limits)
+    again = await counters.try_add("RL#k", requests=1, tokens=300, marker="aa", **limits)
+    assert first.admitted and again.admitted and again.counts == first.counts == Counts(1, 300)
+    assert await counters.settle("RL#k", marker="aa", requests=0, tokens=-200)
+    assert not await counters.settle("RL#k", marker="aa", requests=0, tokens=-200)
+    assert await counters.add_tokens("RL#later", 50, expires_at=int(T0) + 3600, marker="aa")
+    assert not await counters.add_tokens("RL#later", 50, expires_at=int(T0) + 3600, marker="aa")
+    assert await counters.read("RL#k") == Counts(1, 100) and await counters.read("RL#later") == Counts(0, 50)
+    items = dl.client(endpoint)
+    assert "p_aa" not in items.get_item(TableName=rl_table, Key={"pk": {"S": "RL#k"}})["Item"]
+
+    usage = DynamoDBUsageStore(connect(), table)
+    usage._acknowledged = Acknowledged(hold_seconds=0)  # removable as soon as known applied
+    assert await usage.add("acme", "2025-03-01", "gpt-4o", TokenUsage(10, 5, "azure"), marker="u1")
+    assert not await usage.add("acme", "2025-03-01", "gpt-4o", TokenUsage(10, 5, "azure"), marker="u1")
+    assert await usage.add("acme", "2025-03-01", "gpt-4o", TokenUsage(1, 1, "azure"), marker="u2")
+    [record] = await DynamoDBUsageStore(items, table).records("acme", "2025-03-01", "2025-03-01")
+    assert (record.requests, record.prompt_tokens, record.completion_tokens) == (2, 11, 6)
+    item = items.get_item(TableName=table, Key=usage_key("acme", "2025-03-01", "gpt-4o"))["Item"]
+    assert "m_u1" not in item and "m_u2" in item  # u1's marker rode out on u2's write
+
+
+async def test_a_busy_usage_record_keeps_a_bounded_number_of_markers(
+    connect: Callable[..., AwsJsonClient], endpoint: str, table: str
+) -> None:
+    """DynamoDB's 400 KB item limit: markers known applied leave with later writes, so a record written
+    by every request of its day holds a few markers, not one per request."""
+    usage = DynamoDBUsageStore(connect(), table)
+    usage._acknowledged = Acknowledged(hold_seconds=0)
+    for i in range(120):
+        assert await usage.add("acme", "2025-03-02", "gpt-4o", TokenUsage(1, 1, "azure"), marker=f"b{i}")
+    item = dl.client(endpoint).get_item(TableName=table, Key=usage_key("acme", "2025-03-02", "gpt-4o"))[
+        "Item"
+    ]
+    assert int(item["requests"]["N"]) == 120
+    assert [name for name in item if name.startswith("m_")] == ["m_b119"]  # the last write's, only

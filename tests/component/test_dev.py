@@ -35,7 +35,7 @@ def test_chatgate_dev_serves_the_seed_examples(tmp_path: object) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AZURE_", "CHATGATE_"))}
     process = subprocess.Popen(
         [sys.executable, "-m", "chatgate.cli", "dev", "--port", str(port)],
-        env=env,
+        env={**env, "CHATGATE_LOG_FORMAT": "console"},  # as on a terminal (here stdout is a pipe)
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

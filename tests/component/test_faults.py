@@ -12,7 +12,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from chatgate import tokens
 from chatgate.app import create_app
+from chatgate.cli import main
 from chatgate.settings import Settings
 from tests.conftest import Stack
 from tests.support.contract import assert_error_shape, check_error_body
@@ -84,6 +86,97 @@ def test_rate_limit_store_failing_during_admission_is_503(
     assert stack.upstream("eu").requests == []  # nothing admitted uncounted
     proxy.fail = lambda call: None
     assert post(gateway, key, body()).status_code == 200
+
+
+@pytest.mark.parametrize("fault", ["throttle", "capacity", "error", "reset"])
+def test_aws_failing_twice_then_answering_serves_the_request(
+    faulty: tuple[str, FaultyAws], stack: Stack, fault: str
+) -> None:
+    """Every AWS call of a request (the key's GetItem, the limits' Query, the secret's GetSecretValue, the
+    admission's UpdateItem) fails twice, then answers: retried as botocore's standard mode, the client gets
+    its 200 and the books hold the request once."""
+    gateway, proxy = faulty
+    key = stack.create_key("acme")
+    failures: dict[str, int] = {}
+
+    def twice(call: Call) -> str | None:
+        name = f"{call.operation}:{call.table or call.secret}"
+        failures[name] = failures.get(name, 0) + 1
+        return fault if failures[name] <= 2 else None
+
+    proxy.fail = twice
+    response = post(gateway, key, body())
+    assert response.status_code == 200, response.text
+    assert response.headers["x-ratelimit-remaining-requests"] == str(stack.settings.rpm_limit - 1)
+    operations = {name.split(":")[0] for name, count in failures.items() if count >= 3}
+    assert {"GetItem", "Query", "GetSecretValue", "UpdateItem"} <= operations, failures
+
+
+def test_writes_applied_but_unanswered_are_retried_and_counted_once(
+    faulty: tuple[str, FaultyAws], stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """DynamoDB applies the admission, the reconcile and the usage record, but each answer is lost twice
+    (a reset after the write): each is retried, and the request's marker makes every copy a no-op. The
+    client gets its 200; the counters and the usage record hold the request once."""
+    gateway, proxy = faulty
+    key = stack.create_key("acme")
+    lost: dict[tuple[str, str | None], int] = {}
+
+    def twice(call: Call) -> str | None:
+        if call.operation != "UpdateItem":
+            return None
+        lost[(call.operation, call.table)] = lost.get((call.operation, call.table), 0) + 1
+        return "lost" if lost[(call.operation, call.table)] <= 2 else None
+
+    proxy.fail = twice
+    answer = post(gateway, key, body())
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-ratelimit-remaining-requests"] == str(stack.settings.rpm_limit - 1)
+    used = answer.json()["usage"]
+    proxy.fail = lambda call: None
+    second = body(max_tokens=5)
+    again = post(gateway, key, second)
+    assert again.headers["x-ratelimit-remaining-requests"] == str(stack.settings.rpm_limit - 2)
+    # The window holds the first request's usage (its reservation given back once) and the second's
+    # reservation: exactly.
+    held = stack.settings.tpm_limit - int(again.headers["x-ratelimit-remaining-tokens"])
+    assert held == used["total_tokens"] + tokens.count_prompt_tokens("gpt-4o-mini", second) + 5
+    capsys.readouterr()
+    assert main(["usage", "--workspace", "acme", "--json"]) == 0
+    total = json.loads(capsys.readouterr().out)["total"]
+    assert total["requests"] == 2  # the first request's record, once, despite three copies
+    assert total["prompt_tokens"] >= used["prompt_tokens"]
+    assert len([call for call, fault in proxy.calls if fault == "lost"]) >= 4
+
+
+def test_an_admission_applied_but_never_answered_is_a_503_and_released(
+    faulty: tuple[str, FaultyAws], stack: Stack
+) -> None:
+    """Every attempt of the admission is applied by DynamoDB and its answer lost: the client gets a 503
+    (the outcome is unknown), and the settlement gives back the request and the tokens DynamoDB counted."""
+    gateway, proxy = faulty
+    key = stack.create_key("acme")
+    counters = stack.settings.rate_limit_table_name
+    writes = []
+
+    def lose_admissions(call: Call) -> str | None:  # the admission's three attempts (the release answers)
+        if call.table == counters and call.operation == "UpdateItem":
+            writes.append(call)
+            return "lost" if len(writes) <= 3 else None
+        return None
+
+    proxy.fail = lose_admissions
+    refused = post(gateway, key, body())
+    assert_unavailable(refused)
+    assert "x-ratelimit-remaining-requests" not in refused.headers
+    assert len([call for call, fault in proxy.calls if fault == "lost"]) == 3  # applied 3 times, once
+    assert stack.upstream("eu").requests == []
+    second = body(max_tokens=5)
+    served = post(gateway, key, second)
+    assert served.status_code == 200
+    assert served.headers["x-ratelimit-remaining-requests"] == str(stack.settings.rpm_limit - 1)
+    reserved = tokens.count_prompt_tokens("gpt-4o-mini", second) + 5
+    assert served.headers["x-ratelimit-remaining-tokens"] == str(stack.settings.tpm_limit - reserved)
 
 
 def test_workspace_limits_failing_is_503(faulty: tuple[str, FaultyAws], stack: Stack) -> None:

@@ -213,10 +213,15 @@ async def test_unreachable_dynamodb_refuses_with_503_or_admits_when_fail_open(wo
     assert "fail-open" in caplog.text and not reservation.enforced
 
 
-async def test_reconcile_against_a_failing_store_logs_instead_of_raising(store, endpoint, workspace, caplog):
+async def test_reconcile_against_a_failing_store_returns_the_failed_write_instead_of_raising(
+    store, endpoint, workspace
+):
     rl = RateLimiter(store, window_seconds=60, clock=lambda: T0)
     reservation = await rl.reserve(workspace, "gpt-4o", 300, Limits(requests=10, tokens=1000))
     broken = RateLimiter(DynamoDBCounterStore(dl.client(endpoint), "no-such-table"), clock=lambda: T0)
-    with caplog.at_level(logging.ERROR):
-        await broken.reconcile(reservation, 50)
-    assert "ResourceNotFoundException" in caplog.text
+    (write,) = await broken.reconcile(reservation, 50)
+    assert write.outcome == "failed" and "ResourceNotFoundException" in write.error
+    # The write is still to do, and replaying it settles the request once.
+    assert await store.settle(marker=write.marker, **write.fields) is True
+    assert await store.settle(marker=write.marker, **write.fields) is False
+    assert (await store.read(reservation.key)).tokens == 50

@@ -9,17 +9,10 @@ flight complete before the process exits.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -29,32 +22,11 @@ from chatgate.app import create_app
 from chatgate.cli import main
 from chatgate.dev.azure_emulator import EmulatorState, RunningEmulator, start_emulator
 from chatgate.settings import Settings
-from tests.support import dynalite as dl
+from tests.support.instances import chatgate_dev, contract_environment
 from tests.support.servers import serve
 
 TPM = 20_000
 PROMPT = [{"role": "user", "content": "Write a short poem about cats."}]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Instance:
-    """A `chatgate dev` process and the demo key it printed."""
-
-    process: subprocess.Popen[str]
-    url: str
-    key: str
-
-    def freeze(self) -> None:
-        os.kill(self.process.pid, signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        os.kill(self.process.pid, signal.SIGCONT)
 
 
 @pytest.fixture(scope="module")
@@ -69,70 +41,16 @@ def environment(
     endpoint: str, moto_url: str, azure: RunningEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, str]:
     """The contract's variables for both instances: dynalite, moto, the emulator, fresh tables."""
-    client = dl.client(endpoint)
-    suffix = uuid.uuid4().hex[:8]
-    values = {
-        "AWS_ENDPOINT_URL_DYNAMODB": endpoint,
-        "AWS_ENDPOINT_URL_SECRETS_MANAGER": moto_url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "eu-central-1",
-        "AZURE_OPENAI_ENDPOINT": azure.url,
-        "AZURE_OPENAI_API_KEY": "azure-key",
-        "CHATGATE_TABLE_NAME": dl.create_data_table(client, f"data-{suffix}"),
-        "CHATGATE_CONTROL_TABLE_NAME": dl.create_control_table(client, f"control-{suffix}"),
-        "CHATGATE_RATE_LIMIT_TABLE_NAME": dl.create_rate_limit_table(client, f"rl-{suffix}"),
-        "CHATGATE_SECRET_PREFIX": f"freeze-{suffix}",
-        "CHATGATE_TPM_LIMIT": str(TPM),
-        "CHATGATE_RPM_LIMIT": "100",
-        "CHATGATE_RATE_WINDOW_SECONDS": "3600",
-        "CHATGATE_KEY_CACHE_SECONDS": "0",
-    }
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    return values
-
-
-@contextlib.contextmanager
-def chatgate_dev(environment: dict[str, str]) -> Iterator[Instance]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AZURE_", "CHATGATE_"))}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "chatgate.cli", "dev", "--port", str(port)],
-        env={**env, **environment},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    return contract_environment(
+        endpoint,
+        moto_url,
+        azure.url,
+        monkeypatch,
+        CHATGATE_TPM_LIMIT=str(TPM),
+        CHATGATE_RPM_LIMIT="100",
+        CHATGATE_RATE_WINDOW_SECONDS="3600",
+        CHATGATE_KEY_CACHE_SECONDS="0",
     )
-    try:
-        assert process.stdout is not None
-        lines: list[str] = []
-        key = ""
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and not key:
-            line = process.stdout.readline()
-            assert line or process.poll() is None, "".join(lines)
-            lines.append(line)
-            if line.startswith("Demo key"):
-                key = process.stdout.readline().strip()
-        url = f"http://127.0.0.1:{port}"
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            time.sleep(0.1)
-        assert key.startswith("cg_"), "".join(lines)
-        yield Instance(process, url, key)
-    finally:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGCONT)
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 def usage(capsys: pytest.CaptureFixture[str], workspace: str) -> dict[str, int]:
@@ -156,9 +74,9 @@ def remaining_tokens(url: str, key: str) -> tuple[int, int, int]:
 
 
 def test_a_frozen_instance_has_settled_json_and_streams_before_their_last_byte(
-    environment: dict[str, str], capsys: pytest.CaptureFixture[str]
+    environment: dict[str, str], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    with chatgate_dev(environment) as frozen, serve(create_app(Settings())) as other:
+    with chatgate_dev(environment, tmp_path / "frozen.log") as frozen, serve(create_app(Settings())) as other:
         headers = {"authorization": f"Bearer {frozen.key}"}
         # 1. JSON: reserves prompt + 5,000; uses far less.
         answer = httpx.post(
@@ -192,11 +110,11 @@ def test_a_frozen_instance_has_settled_json_and_streams_before_their_last_byte(
 
 
 def test_sigterm_lets_a_stream_in_flight_finish_and_settle_before_exit(
-    environment: dict[str, str], azure: RunningEmulator, capsys: pytest.CaptureFixture[str]
+    environment: dict[str, str], azure: RunningEmulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     azure.state.chunk_delay_s = 0.05  # 40 words: about two seconds
     try:
-        with chatgate_dev(environment) as instance:
+        with chatgate_dev(environment, tmp_path / "instance.log") as instance:
             body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "[[words:40]] go"}]}
             with httpx.stream(
                 "POST",
@@ -214,5 +132,49 @@ def test_sigterm_lets_a_stream_in_flight_finish_and_settle_before_exit(
             assert instance.process.wait(timeout=30) in (0, -signal.SIGTERM)
             totals = usage(capsys, "demo")
             assert totals["requests"] == 1 and totals["counted_requests"] == 0  # settled with Azure's usage
+    finally:
+        azure.state.chunk_delay_s = 0.0
+
+
+def test_a_stream_still_running_when_the_grace_ends_gets_the_error_frame_and_its_lines(
+    environment: dict[str, str], azure: RunningEmulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """SIGTERM with a stream that would outlive the grace: the client gets the contract's error frame
+    (not a cut body), the request is settled with what was relayed, and its access and metrics lines are
+    written before the process exits."""
+    azure.state.chunk_delay_s = 0.05  # 400 words: 20 s, far beyond the grace
+    environment = {
+        **environment,
+        "CHATGATE_SHUTDOWN_GRACE_SECONDS": "3",
+        "CHATGATE_SETTLEMENT_BUDGET_SECONDS": "1",  # streams end 1 s after the signal
+    }
+    try:
+        with chatgate_dev(environment, tmp_path / "instance.log") as instance:
+            body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "[[words:400]] go"}]}
+            with httpx.stream(
+                "POST",
+                f"{instance.url}/openai/eu/v1/chat/completions",
+                json={**body, "stream": True},
+                headers={"authorization": f"Bearer {instance.key}"},
+                timeout=30,
+            ) as stream:
+                request_id = stream.headers["x-request-id"]
+                chunks = stream.iter_bytes()
+                first = next(chunks)
+                instance.process.send_signal(signal.SIGTERM)
+                raw = first + b"".join(chunks)
+            events = [line[6:] for line in raw.decode().splitlines() if line.startswith("data: ")]
+            error = json.loads(events[-1])["error"]
+            assert error["code"] == "service_unavailable" and error["type"] == "server_error"
+            assert set(error) == {"message", "type", "param", "code"}
+            assert instance.process.wait(timeout=30) in (0, -signal.SIGTERM)
+            mine = [line for line in instance.lines() if line.get("request_id") == request_id]
+            metrics = [line for line in mine if "_aws" in line]
+            assert len(metrics) == 1 and metrics[0]["ErrorClass"] and metrics[0]["OutputTokens"] > 0
+            access = [line for line in mine if line.get("logger") == "chatgate.access"]
+            assert len(access) == 1 and access[0]["message"].startswith("POST /openai/eu/v1/chat/completions")
+            totals = usage(capsys, "demo")
+            assert totals["requests"] == 1 and totals["counted_requests"] == 1  # charged what was relayed
+            assert totals["completion_tokens"] == metrics[0]["OutputTokens"]
     finally:
         azure.state.chunk_delay_s = 0.0

@@ -187,9 +187,9 @@ def test_the_usage_record_is_written_before_the_response_ends_even_when_the_writ
     # Lambda freezes the sandbox when the body ends: whatever was not written by then may never be.
     original = DynamoDBUsageStore.add
 
-    async def slow(self: DynamoDBUsageStore, *args: Any) -> None:
+    async def slow(self: DynamoDBUsageStore, *args: Any, **kwargs: Any) -> bool:
         await asyncio.sleep(0.3)
-        await original(self, *args)
+        return await original(self, *args, **kwargs)
 
     monkeypatch.setattr(DynamoDBUsageStore, "add", slow)
     key = stack.create_key("acme")
@@ -214,13 +214,13 @@ def test_the_usage_record_is_written_before_the_response_ends_even_when_the_writ
     assert usage_of(capsys, "acme")["total"]["requests"] == 2
 
 
-def test_a_failing_usage_write_is_logged_never_a_500(
+def test_a_failing_usage_write_is_an_unsettled_line_never_a_500(
     gateway: str,
     stack: Stack,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async def failing(self: DynamoDBUsageStore, *args: Any) -> None:
+    async def failing(self: DynamoDBUsageStore, *args: Any, **kwargs: Any) -> bool:
         raise UsageStoreError("DynamoDB UpdateItem failed: ProvisionedThroughputExceededException")
 
     monkeypatch.setattr(DynamoDBUsageStore, "add", failing)
@@ -230,21 +230,25 @@ def test_a_failing_usage_write_is_logged_never_a_500(
         with client.chat.completions.create(model="gpt-4o", messages=CATS, stream=True) as stream:
             assert list(stream)
         deadline = time.monotonic() + 3
-        while caplog.text.count("usage record failed") < 2 and time.monotonic() < deadline:
+        while caplog.text.count("unsettled: usage failed") < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-    failures = [r.getMessage() for r in caplog.records if "usage record failed" in r.getMessage()]
+    failures = [r for r in caplog.records if r.getMessage().startswith("unsettled: usage failed")]
     assert len(failures) == 2
-    assert "workspace acme model gpt-4o" in failures[0]
-    assert "ProvisionedThroughputExceededException" in failures[0]
+    assert "for workspace acme" in failures[0].getMessage()
+    (write,) = failures[0].fields["unsettled"]["writes"]  # type: ignore[attr-defined]
+    assert write["fields"]["model"] == "gpt-4o"
+    assert "ProvisionedThroughputExceededException" in write["error"]
 
 
 def test_usage_table_and_date_range(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
     store = DynamoDBUsageStore(boto3.client("dynamodb"), stack.settings.table_name)
-    store.add_now("acme", "2025-03-01", "gpt-4o", tokens.TokenUsage(100, 20, "azure"))
-    store.add_now("acme", "2025-03-01", "gpt-4o", tokens.TokenUsage(50, 5, "counted"))
-    store.add_now("acme", "2025-03-02", "gpt-4o-mini", tokens.TokenUsage(10, 1, "azure"))
-    store.add_now("acme", "2025-03-03", "gpt-4o", tokens.TokenUsage(1, 1, "azure"))  # outside the range
-    store.add_now("globex", "2025-03-01", "gpt-4o", tokens.TokenUsage(7, 7, "azure"))
+    store.add_now("acme", "2025-03-01", "gpt-4o", tokens.TokenUsage(100, 20, "azure"), marker="m1")
+    store.add_now("acme", "2025-03-01", "gpt-4o", tokens.TokenUsage(50, 5, "counted"), marker="m2")
+    store.add_now("acme", "2025-03-02", "gpt-4o-mini", tokens.TokenUsage(10, 1, "azure"), marker="m3")
+    store.add_now(
+        "acme", "2025-03-03", "gpt-4o", tokens.TokenUsage(1, 1, "azure"), marker="m4"
+    )  # outside the range
+    store.add_now("globex", "2025-03-01", "gpt-4o", tokens.TokenUsage(7, 7, "azure"), marker="m5")
 
     assert main(["usage", "--workspace", "acme", "--from", "2025-03-01", "--to", "2025-03-02"]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -39,7 +39,10 @@ async def test_concurrent_adds_from_four_instances_lose_nothing(endpoint: str, t
         for _ in range(200)
     ]
     await asyncio.gather(
-        *(ledgers[i % 4].record("acme", "2025-03-01", "gpt-4o", u) for i, u in enumerate(usages))
+        *(
+            ledgers[i % 4].record("acme", "2025-03-01", "gpt-4o", u, marker=f"m{i}")
+            for i, u in enumerate(usages)
+        )
     )
 
     [record] = await DynamoDBUsageStore(dl.client(endpoint), table).records(

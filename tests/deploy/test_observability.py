@@ -24,6 +24,7 @@ ALARMS = {
     "DynamoDbThrottlesAlarm",
     "LambdaThrottlesAlarm",
     "UpstreamPoolExhaustedAlarm",
+    "UnsettledWritesAlarm",
 }
 
 
@@ -139,6 +140,12 @@ def test_alarms_and_their_optional_topic(transformed, topic):
     assert upstream["Namespace"] == {"Ref": "MetricsNamespace"}
     assert upstream["MetricName"] == "UpstreamErrors" and "UpstreamErrors" in app_metric_names()
     assert upstream["Dimensions"] == [{"Name": "Region", "Value": {"Ref": "RegionLabel"}}]
+
+    unsettled = alarms["UnsettledWritesAlarm"]["Properties"]
+    assert unsettled["MetricName"] == "UnsettledWrites" and "UnsettledWrites" in app_metric_names()
+    assert unsettled["Dimensions"] == [{"Name": "Region", "Value": {"Ref": "RegionLabel"}}]
+    assert unsettled["Threshold"] == 0 and unsettled["ComparisonOperator"] == "GreaterThanThreshold"
+    assert "ledger replay" in json.dumps(unsettled["AlarmDescription"])
 
     dynamodb = alarms["DynamoDbThrottlesAlarm"]["Properties"]
     tables = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -52,6 +53,13 @@ def _start(node: str, port: int) -> subprocess.Popen[bytes]:
 @contextlib.contextmanager
 def dynalite() -> Iterator[str]:
     """Start dynalite, yield its endpoint URL (http://127.0.0.1:PORT), stop it afterwards."""
+    with dynalite_process() as (url, _process):
+        yield url
+
+
+@contextlib.contextmanager
+def dynalite_process() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """dynalite() and its process (the fault suite stops and resumes it with SIGSTOP / SIGCONT)."""
     if not DYNALITE_CLI.exists():
         raise RuntimeError(
             f"dynalite is not installed ({DYNALITE_CLI} is missing): run `npm ci` in {REPO_ROOT}"
@@ -72,8 +80,10 @@ def dynalite() -> Iterator[str]:
     else:
         raise RuntimeError(f"dynalite did not start: {stderr.decode(errors='replace')[-2000:]}")
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", process
     finally:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGCONT)
         process.terminate()
         try:
             process.wait(timeout=5)

@@ -7,7 +7,8 @@ a TCP port that accepts connections and resets them (an upstream that dies befor
 
 Faults: "throttle" (400 ThrottlingException, which boto3 retries then raises), "capacity"
 (ProvisionedThroughputExceededException), "error" (500 InternalServerError), "reset" (the connection is
-closed without an answer).
+closed without an answer), "lost" (the call is applied by moto, then the connection is closed without its
+answer: the client cannot tell it from "reset").
 """
 
 from __future__ import annotations
@@ -63,7 +64,9 @@ class FaultyAws:
                 call = _call(self.headers.get("x-amz-target", ""), body)
                 fault = proxy.fail(call)
                 proxy.calls.append((call, fault))
-                if fault == "reset":
+                if fault in ("reset", "lost"):
+                    if fault == "lost":
+                        proxy._forward(self.path, body, self.headers)
                     self.close_connection = True
                     _reset(self.connection)
                     return
@@ -71,10 +74,7 @@ class FaultyAws:
                     status, code, message = _ERRORS[fault]
                     self._send(status, json.dumps({"__type": code, "message": message}).encode())
                     return
-                headers = {
-                    k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")
-                }
-                answer = httpx.post(proxy.target + self.path, content=body, headers=headers, timeout=10)
+                answer = proxy._forward(self.path, body, self.headers)
                 self._send(answer.status_code, answer.content, answer.headers.get("content-type"))
 
             def _send(self, status: int, payload: bytes, content_type: str | None = None) -> None:
@@ -96,6 +96,10 @@ class FaultyAws:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def _forward(self, path: str, body: bytes, headers: Any) -> httpx.Response:
+        kept = {k: v for k, v in headers.items() if k.lower() not in ("host", "content-length")}
+        return httpx.post(self.target + path, content=body, headers=kept, timeout=10)
 
     def failed(self) -> list[Call]:
         return [call for call, fault in self.calls if fault is not None]

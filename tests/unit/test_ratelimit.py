@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -18,6 +19,7 @@ from chatgate.ratelimit import (
     Limits,
     RateLimiter,
     Reservation,
+    ReservationInDoubt,
     counter_key,
     format_duration,
 )
@@ -35,31 +37,64 @@ class Clock:
 
 
 class MemoryStore:
-    """A CounterStore in a dict; every call is atomic because nothing awaits inside it."""
+    """A CounterStore in a dict; every call is atomic because nothing awaits inside it. Markers are kept
+    per item beside the counters."""
 
     def __init__(self) -> None:
         self.items: dict[str, dict[str, int]] = {}
+        self.marks: dict[str, set[str]] = {}
         self.writes = 0
         self.fail: Exception | None = None
 
     async def try_add(
-        self, key: str, *, requests: int, tokens: int, max_requests: int, max_tokens: int, expires_at: int
+        self,
+        key: str,
+        *,
+        requests: int,
+        tokens: int,
+        max_requests: int,
+        max_tokens: int,
+        expires_at: int,
+        marker: str,
     ) -> AddResult:
         if self.fail:
             raise self.fail
         self.writes += 1
         item = self.items.setdefault(key, {"r": 0, "t": 0, "ttl": expires_at})
+        marks = self.marks.setdefault(key, set())
+        if f"p_{marker}" in marks:
+            return AddResult(True, Counts(item["r"], item["t"]))
         if item["r"] + requests > max_requests or item["t"] + tokens > max_tokens:
             return AddResult(False, Counts(item["r"], item["t"]))
         item["r"] += requests
         item["t"] += tokens
+        marks.add(f"p_{marker}")
         return AddResult(True, Counts(item["r"], item["t"]))
 
-    async def add_tokens(self, key: str, tokens: int, *, expires_at: int) -> None:
+    async def settle(self, key: str, *, marker: str, requests: int, tokens: int) -> bool:
         if self.fail:
             raise self.fail
         self.writes += 1
-        self.items.setdefault(key, {"r": 0, "t": 0, "ttl": expires_at})["t"] += tokens
+        marks = self.marks.get(key, set())
+        if f"p_{marker}" not in marks:
+            return False
+        marks.discard(f"p_{marker}")
+        item = self.items[key]
+        item["r"] += requests
+        item["t"] += tokens
+        return True
+
+    async def add_tokens(self, key: str, tokens: int, *, expires_at: int, marker: str) -> bool:
+        if self.fail:
+            raise self.fail
+        self.writes += 1
+        item = self.items.setdefault(key, {"r": 0, "t": 0, "ttl": expires_at})
+        marks = self.marks.setdefault(key, set())
+        if f"o_{marker}" in marks:
+            return False
+        marks.add(f"o_{marker}")
+        item["t"] += tokens
+        return True
 
     async def read(self, key: str) -> Counts:
         if self.fail:
@@ -203,14 +238,42 @@ async def test_reconcile_corrects_down_and_up(store, clock):
     assert "Used 980" in error.message
 
 
-async def test_reconcile_once_without_write_when_nothing_changes(store, clock):
+async def test_reconcile_once_and_a_write_sent_again_changes_nothing(store, clock):
     rl, limits = limiter(store, clock), Limits(requests=100, tokens=1000)
     reservation = await rl.reserve("ws1", "gpt-4o", 300, limits)
     writes = store.writes
-    await rl.reconcile(reservation, 300)
+    assert await rl.reconcile(reservation, 300) == []  # one write: it ends the admission (its marker)
     await rl.reconcile(reservation, 10)  # a second call (say, a disconnect after the end) is ignored
-    assert store.writes == writes
+    assert store.writes == writes + 1
+    assert store.marks[reservation.key] == set()
+    # The same settlement sent again (a retry whose first answer was lost, a replay) applies nothing.
+    assert not await store.settle(reservation.key, marker=reservation.marker, requests=0, tokens=-290)
     assert store.items[reservation.key]["t"] == 300
+
+
+async def test_an_admission_in_doubt_is_a_503_and_released_if_it_was_applied(store, clock):
+    class LostAnswer(MemoryStore):  # applied, but the answer never came back
+        async def try_add(self, key: str, **kwargs: Any) -> AddResult:
+            await super().try_add(key, **kwargs)
+            raise CounterStoreError("DynamoDB UpdateItem outcome unknown: ReadTimeout", maybe_applied=True)
+
+    store = LostAnswer()
+    rl, limits = limiter(store, clock), Limits(requests=100, tokens=1000)
+    with pytest.raises(ReservationInDoubt) as caught:
+        await rl.reserve("ws1", "gpt-4o", 300, limits)
+    assert caught.value.status_code == 503
+    doubt = caught.value.reservation
+    assert store.items[doubt.key] == {"r": 1, "t": 300, "ttl": doubt.expires_at}  # charged meanwhile
+    assert await rl.reconcile(doubt, 0) == []
+    assert store.items[doubt.key]["r"] == 0 and store.items[doubt.key]["t"] == 0  # released, both
+
+
+async def test_an_admission_refused_before_it_was_sent_is_a_plain_503(store, clock):
+    store.fail = CounterStoreError("DynamoDB UpdateItem failed: ConnectError", maybe_applied=False)
+    rl = limiter(store, clock)
+    with pytest.raises(ServiceUnavailable) as caught:
+        await rl.reserve("ws1", "gpt-4o", 300, Limits(requests=100, tokens=1000))
+    assert not isinstance(caught.value, ReservationInDoubt)
 
 
 async def test_reconcile_goes_to_the_window_of_the_reservation(store, clock):
@@ -222,20 +285,23 @@ async def test_reconcile_goes_to_the_window_of_the_reservation(store, clock):
     assert store.items[reservation.key]["t"] == 10 and store.items[fresh.key]["t"] == 900
 
 
-async def test_reconcile_never_raises_and_logs(store, clock, caplog):
+async def test_reconcile_never_raises_and_returns_what_did_not_settle(store, clock):
     rl = limiter(store, clock)
     reservation = await rl.reserve("ws1", "gpt-4o", 300, Limits(requests=100, tokens=1000))
-    store.fail = CounterStoreError("DynamoDB UpdateItem failed: InternalServerError")
-    with caplog.at_level(logging.ERROR, logger="chatgate.ratelimit"):
-        await rl.reconcile(reservation, 50)
-    assert "InternalServerError" in caplog.text and "ws1" in caplog.text
+    store.fail = CounterStoreError(
+        "DynamoDB UpdateItem outcome unknown: InternalServerError", maybe_applied=True
+    )
+    (write,) = await rl.reconcile(reservation, 50)
+    assert (write.kind, write.outcome, write.marker) == ("reconcile", "unknown", reservation.marker)
+    assert write.fields == {"key": reservation.key, "requests": 0, "tokens": -250}
+    assert "InternalServerError" in write.error
 
 
 async def test_reconcile_completes_even_when_the_caller_is_cancelled(clock):
     class SlowStore(MemoryStore):
-        async def add_tokens(self, key: str, tokens: int, *, expires_at: int) -> None:
+        async def settle(self, key: str, *, marker: str, requests: int, tokens: int) -> bool:
             await asyncio.sleep(0.05)
-            await super().add_tokens(key, tokens, expires_at=expires_at)
+            return await super().settle(key, marker=marker, requests=requests, tokens=tokens)
 
     store = SlowStore()
     rl = limiter(store, clock)

@@ -13,6 +13,7 @@ from chatgate import tokens
 from chatgate.auth import Authenticator, Principal
 from chatgate.ratelimit import Limits, RateLimiter, counter_key
 from chatgate.settlement import Settlement, StreamOutcome, hides_reasoning, utc_day
+from chatgate.stores.usage_dynamodb import UsageStoreError
 from chatgate.tokens import TokenUsage
 from chatgate.usage import UsageLedger, UsageRecord
 from tests.fakes import MemoryCounters, MemoryKeyStore, MemoryUsage
@@ -139,19 +140,42 @@ async def test_unused_reservation_goes_back_to_the_window_that_holds_it() -> Non
 
 
 class FailingUsage:
-    async def add(self, workspace_id: str, day: str, model: str, usage: TokenUsage) -> None:
-        raise RuntimeError("DynamoDB UpdateItem failed: ThrottlingException")
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def add(self, workspace_id: str, day: str, model: str, usage: TokenUsage, *, marker: str) -> bool:
+        raise self.error
 
 
-async def test_a_failing_record_is_logged_and_the_reservation_still_settles(
-    caplog: pytest.LogCaptureFixture,
+@pytest.mark.parametrize(
+    ("error", "outcome"),
+    [
+        (UsageStoreError("DynamoDB UpdateItem failed: ThrottlingException"), "failed"),
+        (UsageStoreError("DynamoDB UpdateItem outcome unknown: ReadTimeout", maybe_applied=True), "unknown"),
+    ],
+)
+async def test_a_record_that_does_not_settle_is_one_unsettled_line_and_the_reservation_still_settles(
+    caplog: pytest.LogCaptureFixture, error: Exception, outcome: str
 ) -> None:
-    settle, counters = await settlement(FailingUsage())
+    settle, counters = await settlement(FailingUsage(error))
     with caplog.at_level(logging.ERROR):
         await settle.completed(TokenUsage(30, 3, "azure"))
     assert window_tokens(counters) == 33
-    assert "usage record failed for workspace acme model gpt-4o day 2025-03-01" in caplog.text
-    assert "ThrottlingException" in caplog.text
+    (line,) = [record for record in caplog.records if record.getMessage().startswith("unsettled")]
+    assert f"usage {outcome}" in line.getMessage()
+    record = line.fields["unsettled"]  # type: ignore[attr-defined]
+    (write,) = record["writes"]
+    assert write["kind"] == "usage" and write["outcome"] == outcome
+    assert write["marker"] == settle.reservation.marker  # type: ignore[union-attr]
+    assert write["fields"] == {
+        "workspace_id": "acme",
+        "day": "2025-03-01",
+        "model": "gpt-4o",
+        "prompt_tokens": 30,
+        "completion_tokens": 3,
+        "source": "azure",
+    }
+    assert str(error) in write["error"]
 
 
 class SlowUsage(MemoryUsage):
@@ -160,10 +184,10 @@ class SlowUsage(MemoryUsage):
         self.started = asyncio.Event()
         self.release = asyncio.Event()
 
-    async def add(self, workspace_id: str, day: str, model: str, usage: TokenUsage) -> None:
+    async def add(self, workspace_id: str, day: str, model: str, usage: TokenUsage, *, marker: str) -> bool:
         self.started.set()
         await self.release.wait()
-        await super().add(workspace_id, day, model, usage)
+        return await super().add(workspace_id, day, model, usage, marker=marker)
 
 
 async def test_a_settlement_in_flight_completes_when_its_caller_is_cancelled() -> None:

@@ -8,6 +8,7 @@ UpstreamStream (the Azure side) is checked on an httpx response with a scripted 
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ import httpx
 import pytest
 from httpx_sse import ServerSentEvent
 
+from chatgate import shutdown
 from chatgate.apis.chat_completions import DONE, ChatCompletionsRelay
 from chatgate.errors import UpstreamTimeout
 from chatgate.settlement import StreamOutcome
@@ -501,3 +503,32 @@ async def test_a_stream_past_its_deadline_ends_with_an_error_frame_and_is_accoun
     assert outcome.status == "timed_out"
     assert "".join(outcome.relayed_text) == "Soft"
     assert upstream.closed == 1
+
+
+async def test_a_stream_still_running_at_the_shutdown_cutoff_ends_with_an_error_frame() -> None:
+    """chatgate.shutdown: once the server's shutdown begins, a stream still running at the cutoff ends as a
+    failed stream: the 503 error frame, then the body's end, settled with what was relayed."""
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        shutdown.install(grace_seconds=0.2, settlement_budget_seconds=0.0)  # cutoff: 0.1 s after the signal
+        client = FakeClient()
+        never = anyio.Event()
+
+        def signal_now() -> None:
+            shutdown.begin()  # as SIGTERM would, once the stream is under way
+
+        upstream = FakeUpstream([ROLE, WORDS[0], signal_now, never.wait])
+        [outcome] = await run(upstream, client)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        shutdown.reset()
+    error = error_event(client)
+    assert error["code"] == "service_unavailable" and "shutting down" in error["message"]
+    assert client.ended_cleanly and outcome.status == "failed"
+    assert "".join(outcome.relayed_text) == "Soft" and upstream.closed == 1
+
+
+def test_the_shutdown_cutoff_leaves_the_settlement_its_budget() -> None:
+    assert shutdown.cutoff_seconds(10, 2) == 7  # 10 - (2 + 1)
+    assert shutdown.cutoff_seconds(10, 5) == 5  # at most half the grace is kept back
+    assert shutdown.cutoff_seconds(0, 5) == 0

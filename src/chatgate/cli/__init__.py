@@ -13,6 +13,7 @@
     chatgate usage --workspace W [--from DATE] [--to DATE] [--json]
     chatgate admin-keys create [--name N]
     chatgate control migrate [--dry-run]
+    chatgate ledger replay (--file LOG [LOG ...] | --log-group NAME [--since-hours H]) [--dry-run] [--json]
     chatgate invoke EVENT.json
 
 Administration commands use the AWS endpoints boto3 finds in the environment (AWS_ENDPOINT_URL* for an
@@ -25,7 +26,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from chatgate.cli import admin_keys, control, dev, invoke, keys, pools, usage, workspaces
+from chatgate.cli import admin_keys, control, dev, invoke, keys, ledger, pools, usage, workspaces
 from chatgate.cli.invoke import invoke_event
 from chatgate.cli.keys import create_key
 
@@ -55,5 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
     workspaces.register(commands)
     pools.register_upstream(commands)
     usage.register(commands)
+    ledger.register(commands)
     invoke.register(commands)
     return parser

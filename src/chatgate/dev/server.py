@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import secrets
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -150,7 +151,9 @@ def serve(host: str, port: int, environ: Mapping[str, str] | None = None) -> Non
     from chatgate.logs import configure_logging
 
     stack = prepare(environ)
-    configure_logging(stack.settings.log_level, console=True)  # readable log lines; metrics lines on stdout
+    log_format = stack.settings.log_format  # readable log lines on a terminal; metrics lines on stdout
+    console = log_format == "console" or (log_format == "auto" and sys.stderr.isatty())
+    configure_logging(stack.settings.log_level, console=console)
     try:
         print(banner(stack, host, port), flush=True)
         uvicorn.run(

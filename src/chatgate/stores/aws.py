@@ -11,10 +11,21 @@ Configuration is boto3's, read the same way:
   regional AWS endpoint (`chatgate dev` and the tests point at moto / dynalite this way);
 - region: `AWS_REGION`, then `AWS_DEFAULT_REGION`;
 - credentials: `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN` (what Lambda provides).
-  Without them (a laptop with an AWS profile) botocore's resolver is imported, once, on the first call.
+  Without them (a laptop with an AWS profile, SSO, a container role) botocore's resolver runs in a worker
+  thread, never on the event loop: once, and again before expiring credentials expire (once per refresh,
+  however many calls wait for it).
+
+Retries (one design for reads and writes, as botocore's standard mode): throttling codes, 5xx answers,
+a 200 whose body is not JSON or fails DynamoDB's `x-amz-crc32`, connection errors, broken (reused)
+connections and read timeouts are retried with exponential backoff and full jitter, at most
+`RetryPolicy.attempts` times and within its time budget. A retried write must be idempotent: chatgate's
+writes carry a per-request marker under a condition (stores/ratelimit_dynamodb.py, stores/usage_dynamodb.py),
+so sending one twice has the effect of once.
 
 Errors become `AwsError` (the service's error code, the decoded body for callers that need it, e.g. the
 item of a failed conditional write) or `AwsUnreachable`; adapters translate them, as they did ClientError.
+Both say whether the request may have been applied (`maybe_applied`): a write whose outcome is unknown is
+logged as "unknown", never as "failed".
 """
 
 from __future__ import annotations
@@ -23,18 +34,32 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import os
 import ssl
 import time
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from chatgate.stores.aws_retry import NOT_SENT, READ, RetryPolicy, retryable_answer
 from chatgate.transport import Client, HttpClient, Transport, tls_context
 
-__all__ = ["AwsError", "AwsJsonClient", "AwsUnreachable", "Credentials", "Service", "sign"]
+__all__ = [
+    "READ",
+    "AwsError",
+    "AwsJsonClient",
+    "AwsUnreachable",
+    "Credentials",
+    "RetryPolicy",
+    "Service",
+    "sign",
+]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,36 +75,36 @@ class Service:
 DYNAMODB = Service("dynamodb", "DynamoDB_20120810", "application/x-amz-json-1.0", "DYNAMODB")
 SECRETS_MANAGER = Service("secretsmanager", "secretsmanager", "application/x-amz-json-1.1", "SECRETS_MANAGER")
 
-# Retried once (after a short pause), as botocore's standard mode would: throttling and the service's own
-# transient failures. Everything else is the caller's answer.
-_RETRYABLE = frozenset(
-    {
-        "ThrottlingException",
-        "ProvisionedThroughputExceededException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "InternalFailure",
-        "ServiceUnavailable",
-    }
-)
-
 
 class AwsError(Exception):
     """The service answered with an error: `code` is its short name (e.g. ConditionalCheckFailedException)."""
 
-    def __init__(self, code: str, status: int, body: Mapping[str, Any]) -> None:
+    def __init__(
+        self, code: str, status: int, body: Mapping[str, Any], *, maybe_applied: bool = False
+    ) -> None:
         super().__init__(f"{code} (HTTP {status})")
         self.code = code
         self.status = status
         self.body = body
+        # A 5xx, a garbled 200: the service may have applied the request.
+        self.maybe_applied = maybe_applied
 
     @property
     def message(self) -> str:
         return str(self.body.get("message") or self.body.get("Message") or "")
 
+    @property
+    def retryable(self) -> bool:
+        return retryable_answer(self.code, self.status) or self.maybe_applied
+
 
 class AwsUnreachable(Exception):
-    """No answer: connection refused, timeout, reset. The message is the exception type only."""
+    """No answer: connection refused, timeout, reset. The message is the exception type only.
+    `maybe_applied` is False only when the request provably never left (no connection could be made)."""
+
+    def __init__(self, message: str, *, maybe_applied: bool = True) -> None:
+        super().__init__(message)
+        self.maybe_applied = maybe_applied
 
 
 @dataclass(frozen=True)
@@ -96,15 +121,25 @@ class Credentials:
         return cls(key, secret, os.environ.get("AWS_SESSION_TOKEN") or None)
 
 
-def _botocore_credentials() -> Credentials:
-    """Profiles, SSO, instance roles: botocore's resolver, only where the environment has no keys."""
-    import botocore.session
+# Refresh expiring credentials this long before they expire (botocore refreshes 15 minutes before, and
+# insists 10 minutes before).
+REFRESH_BEFORE_SECONDS = 15 * 60
 
-    resolved = botocore.session.get_session().get_credentials()
+
+def _botocore_credentials(resolved: Any = None) -> tuple[Credentials, Any, float | None]:
+    """Profiles, SSO, container and instance roles: botocore's resolver (blocking: run it in a thread),
+    only where the environment has no keys. Returns the credentials, botocore's object (kept: it knows how
+    to refresh itself) and when to refresh them (wall-clock seconds; None: they do not expire)."""
     if resolved is None:
-        raise AwsUnreachable("NoCredentialsError")
-    frozen = resolved.get_frozen_credentials()
-    return Credentials(str(frozen.access_key), str(frozen.secret_key), frozen.token)
+        import botocore.session
+
+        resolved = botocore.session.get_session().get_credentials()
+        if resolved is None:
+            raise AwsUnreachable("NoCredentialsError", maybe_applied=False)
+    frozen = resolved.get_frozen_credentials()  # refreshes refreshable credentials when due
+    expiry = getattr(resolved, "_expiry_time", None)
+    refresh_at = expiry.timestamp() - REFRESH_BEFORE_SECONDS if expiry is not None else None
+    return Credentials(str(frozen.access_key), str(frozen.secret_key), frozen.token), resolved, refresh_at
 
 
 def region_from_env() -> str:
@@ -190,46 +225,93 @@ class AwsJsonClient:
         self.endpoint = httpx.URL(endpoint or endpoint_from_env(service, self.region))
         self._url = self.endpoint.copy_with(path="/", query=None)
         self._host = self._url.netloc.decode("ascii")
-        self._credentials = credentials
+        self._credentials = credentials or Credentials.from_env()
+        self._resolved: Any = None  # botocore's credentials object, when botocore resolved them
+        self._refresh_at: float | None = None
+        self._resolving: asyncio.Lock | None = None
         self._http = http
 
-    def credentials(self) -> Credentials:
-        if self._credentials is None:
-            self._credentials = Credentials.from_env() or _botocore_credentials()
+    async def credentials(self) -> Credentials:
+        """The credentials to sign with: the environment's, else botocore's, resolved in a worker thread
+        the first time and again once `REFRESH_BEFORE_SECONDS` before they expire (one thread for all the
+        calls waiting)."""
+        if self._credentials is not None and (self._refresh_at is None or time.time() < self._refresh_at):
+            return self._credentials
+        if self._resolving is None:
+            self._resolving = asyncio.Lock()
+        async with self._resolving:
+            if self._credentials is None or (
+                self._refresh_at is not None and time.time() >= self._refresh_at
+            ):
+                resolved = await asyncio.to_thread(_botocore_credentials, self._resolved)
+                self._credentials, self._resolved, self._refresh_at = resolved
+        assert self._credentials is not None
         return self._credentials
 
-    async def call(self, action: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """The decoded answer of one action; AwsError / AwsUnreachable otherwise (one retry when the
-        connection could not be made or the service asked to slow down)."""
+    async def call(
+        self, action: str, payload: Mapping[str, Any], *, policy: RetryPolicy = READ
+    ) -> dict[str, Any]:
+        """The decoded answer of one action; AwsError / AwsUnreachable otherwise, after retrying what
+        botocore's standard mode retries, as `policy` says (module docstring). The error raised says
+        `maybe_applied` if any attempt may have been applied."""
         body = json.dumps(payload, separators=(",", ":")).encode()
         target = f"{self.service.target_prefix}.{action}"
-        for attempt in (1, 2):
-            headers = sign(
-                credentials=self.credentials(),
-                service=self.service,
-                region=self.region,
-                host=self._host,
-                target=target,
-                body=body,
-                now=time.time(),
-            )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + policy.budget
+        maybe_applied = False
+        attempt = 0
+        while True:
+            attempt += 1
             try:
-                response = await self._http.post(self._url, content=body, headers=headers)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                if attempt == 1:
-                    continue
-                raise AwsUnreachable(type(exc).__name__) from None
-            except httpx.HTTPError as exc:
-                raise AwsUnreachable(type(exc).__name__) from None
-            if response.status_code == 200:
-                answer: dict[str, Any] = response.json()
-                return answer
-            error = _error(response)
-            if attempt == 1 and (error.code in _RETRYABLE or error.status >= 500):
-                await asyncio.sleep(0.025)
-                continue
-            raise error
-        raise AssertionError("unreachable")  # pragma: no cover
+                async with asyncio.timeout_at(deadline):
+                    return await self._attempt(target, body)
+            except TimeoutError:
+                error: AwsError | AwsUnreachable = AwsUnreachable("TimeoutError")  # the budget ran out
+            except (AwsError, AwsUnreachable) as exc:
+                error = exc
+            maybe_applied = maybe_applied or error.maybe_applied
+            retryable = not isinstance(error, AwsError) or error.retryable
+            pause = policy.pause(attempt)
+            if not retryable or attempt >= policy.attempts or loop.time() + pause >= deadline:
+                error.maybe_applied = maybe_applied
+                raise error
+            logger.debug("AWS %s attempt %d failed (%s); retrying in %.3f s", action, attempt, error, pause)
+            await asyncio.sleep(pause)
+
+    async def _attempt(self, target: str, body: bytes) -> dict[str, Any]:
+        headers = sign(
+            credentials=await self.credentials(),
+            service=self.service,
+            region=self.region,
+            host=self._host,
+            target=target,
+            body=body,
+            now=time.time(),
+        )
+        try:
+            response = await self._http.post(self._url, content=body, headers=headers)
+        except NOT_SENT as exc:
+            raise AwsUnreachable(type(exc).__name__, maybe_applied=False) from None
+        except httpx.HTTPError as exc:  # reset, broken reused connection, read timeout: sent, perhaps applied
+            raise AwsUnreachable(type(exc).__name__) from None
+        expected = response.headers.get("x-amz-crc32")
+        if expected is not None and expected != str(zlib.crc32(response.content)):
+            # botocore retries a body that fails its checksum; the request may have been applied.
+            raise AwsError("CRC32CheckFailed", response.status_code, {}, maybe_applied=True)
+        if response.status_code != 200:
+            raise _error(response)
+        try:
+            answer = json.loads(response.content)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise AwsError(
+                "InvalidResponse",
+                200,
+                {"message": "a 200 answer whose body is not a JSON object"},
+                maybe_applied=True,
+            )
+        return answer
 
 
 def _error(response: httpx.Response) -> AwsError:
@@ -241,7 +323,7 @@ def _error(response: httpx.Response) -> AwsError:
         body = {}
     kind = str(body.get("__type") or response.headers.get("x-amzn-errortype") or "")
     code = kind.rsplit("#", 1)[-1].split(":", 1)[0] or f"HTTP{response.status_code}"
-    return AwsError(code, response.status_code, body)
+    return AwsError(code, response.status_code, body, maybe_applied=response.status_code >= 500)
 
 
 def aws_http_client(
@@ -262,7 +344,10 @@ class Boto3Json:
     def __init__(self, client: Any) -> None:
         self.client = client
 
-    async def call(self, action: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    async def call(
+        self, action: str, payload: Mapping[str, Any], *, policy: RetryPolicy = READ
+    ) -> dict[str, Any]:
+        """boto3 retries by its own configuration; `policy` is accepted for the same signature."""
         return await asyncio.to_thread(self.call_now, action, payload)
 
     def call_now(self, action: str, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -278,7 +363,10 @@ class Boto3Json:
             body = {**response, "message": error.get("Message", "")}
             raise AwsError(str(error.get("Code", "Unknown")), status, body) from None
         except BotoCoreError as exc:
-            raise AwsUnreachable(type(exc).__name__) from None
+            from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError
+
+            never_sent = isinstance(exc, EndpointConnectionError | ConnectTimeoutError)
+            raise AwsUnreachable(type(exc).__name__, maybe_applied=not never_sent) from None
         return answer
 
 

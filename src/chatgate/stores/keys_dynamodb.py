@@ -19,6 +19,11 @@ class KeyStoreError(Exception):
     """A write to the key store failed; the message names the operation and the error code only."""
 
 
+def _outcome(exc: AwsError | AwsUnreachable) -> str:
+    """How a failed write is logged: "failed" only when it did not happen."""
+    return "outcome unknown" if exc.maybe_applied else "failed"
+
+
 def key_pk(key_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"KEY#{key_id}"}, "sk": {"S": "KEY"}}
 
@@ -115,7 +120,7 @@ class DynamoDBKeyStore:
         except AwsError as exc:
             if exc.code == "ConditionalCheckFailedException":
                 return False  # another instance recorded a use within the interval (or the key is gone)
-            raise KeyStoreError(f"DynamoDB UpdateItem failed: {exc.code}") from None
+            raise KeyStoreError(f"DynamoDB UpdateItem {_outcome(exc)}: {exc.code}") from None
         except AwsUnreachable as exc:
-            raise KeyStoreError(f"DynamoDB UpdateItem failed: {exc}") from None
+            raise KeyStoreError(f"DynamoDB UpdateItem {_outcome(exc)}: {exc}") from None
         return True

@@ -6,10 +6,13 @@
     requests@<resource>, tokens@<resource>                             (per resource that answered)
     workspace_id, day, model, updated_at
 
-Recording is one UpdateItem with `ADD` for every counter: DynamoDB applies it atomically per item and
-creates the item on first use, so concurrent requests on any number of instances never lose an update
-(tests/component/test_usage_dynalite.py proves it). Reading a workspace's days is one Query on the sort key
-range, so a month costs one request per 1 MB of records.
+Recording is one UpdateItem with `ADD` for every counter and the request's marker `m_<marker>` set under
+`attribute_not_exists(m_<marker>)`: DynamoDB applies it atomically per item and creates the item on first
+use, so concurrent requests on any number of instances never lose an update
+(tests/component/test_usage_dynalite.py proves it), and a retried or replayed record is applied once
+(stores/markers.py: markers known to be applied are removed by a later write, so the item stays small).
+Reading a workspace's days is one Query on the sort key range, so a month costs one request per 1 MB of
+records.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from chatgate.stores.aws import AwsError, AwsUnreachable, Boto3Json, json_caller
+from chatgate.stores.aws import AwsError, AwsUnreachable, Boto3Json, RetryPolicy, json_caller
+from chatgate.stores.markers import SETTLE, Acknowledged
 from chatgate.tokens import TokenUsage
 from chatgate.usage import UsageRecord
 
@@ -36,13 +40,20 @@ _UPDATE = (
     "ADD " + ", ".join(f"#{name} :{name}" for name in _COUNTERS) + " "
     "SET #workspace_id = :workspace_id, #day = :day, #model = :model, #updated_at = :updated_at"
 )
+# Which resource answered (upstream pools), added to the same atomic ADD.
+_RESOURCE_ADD = "#res_requests :res_requests, #res_tokens :res_tokens"
 _NAMES = {f"#{name}": name for name in (*_COUNTERS, "workspace_id", "day", "model", "updated_at")}
 # Sorts after every model name: the upper end of a day range on the sort key.
 _HIGHEST = "\uffff"
 
 
 class UsageStoreError(Exception):
-    """A usage record could not be written or read. The message names the operation and error code."""
+    """A usage record could not be written or read. The message names the operation and error code;
+    `maybe_applied` says whether the write may have been applied all the same."""
+
+    def __init__(self, message: str, *, maybe_applied: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_applied = maybe_applied
 
 
 def usage_key(workspace_id: str, day: str, model: str) -> dict[str, Any]:
@@ -74,10 +85,10 @@ def _record(item: dict[str, Any]) -> UsageRecord:
 
 
 def _error(operation: str, exc: Exception) -> UsageStoreError:
-    if isinstance(exc, AwsError):
-        return UsageStoreError(f"DynamoDB {operation} failed: {exc.code}")
-    if isinstance(exc, AwsUnreachable):
-        return UsageStoreError(f"DynamoDB {operation} failed: {exc}")
+    if isinstance(exc, AwsError | AwsUnreachable):
+        code = exc.code if isinstance(exc, AwsError) else str(exc)
+        what = "outcome unknown" if exc.maybe_applied else "failed"  # "failed": it did not happen
+        return UsageStoreError(f"DynamoDB {operation} {what}: {code}", maybe_applied=exc.maybe_applied)
     from botocore.exceptions import ClientError  # the CLI's boto3 path
 
     if isinstance(exc, ClientError):
@@ -90,25 +101,61 @@ class DynamoDBUsageStore:
     """The UsageStore of chatgate.usage. `add` goes through any `call(action, payload)` client
     (stores/aws.py); `add_now` and `list` (tooling, the CLI) need a boto3 client."""
 
-    def __init__(self, client: DynamoDBClient | Any, table_name: str) -> None:
+    def __init__(
+        self, client: DynamoDBClient | Any, table_name: str, *, settle_policy: RetryPolicy = SETTLE
+    ) -> None:
         self._client = client
         self._call = json_caller(client).call
         self._table = table_name
+        self._settle_policy = settle_policy
+        self._acknowledged = Acknowledged()
 
-    async def add(self, workspace_id: str, day: str, model: str, usage: TokenUsage) -> None:
+    async def add(self, workspace_id: str, day: str, model: str, usage: TokenUsage, *, marker: str) -> bool:
+        """Add one request's usage, once per marker: False if it already was."""
+        item = f"{workspace_id}#{day}#{model}"
+        stale = self._acknowledged.due(item, f"m_{marker}")
         try:
-            await self._call("UpdateItem", self._update(workspace_id, day, model, usage))
-        except (AwsError, AwsUnreachable) as exc:
+            await self._call(
+                "UpdateItem",
+                self._update(workspace_id, day, model, usage, marker=marker, stale=stale),
+                policy=self._settle_policy,
+            )
+        except AwsError as exc:
+            self._acknowledged.restore(item, stale)
+            if exc.code == "ConditionalCheckFailedException":
+                self._acknowledged.add(item, f"m_{marker}")
+                return False
             raise _error("UpdateItem", exc) from None
+        except AwsUnreachable as exc:
+            self._acknowledged.restore(item, stale)
+            raise _error("UpdateItem", exc) from None
+        self._acknowledged.add(item, f"m_{marker}")
+        return True
 
-    def add_now(self, workspace_id: str, day: str, model: str, usage: TokenUsage) -> None:
-        """The same write, blocking (a boto3 client only)."""
+    def add_now(self, workspace_id: str, day: str, model: str, usage: TokenUsage, *, marker: str) -> bool:
+        """The same write, blocking (a boto3 client only), as `chatgate ledger replay` does it."""
         try:
-            Boto3Json(self._client).call_now("UpdateItem", self._update(workspace_id, day, model, usage))
-        except (AwsError, AwsUnreachable) as exc:
+            Boto3Json(self._client).call_now(
+                "UpdateItem", self._update(workspace_id, day, model, usage, marker=marker)
+            )
+        except AwsError as exc:
+            if exc.code == "ConditionalCheckFailedException":
+                return False
             raise _error("UpdateItem", exc) from None
+        except AwsUnreachable as exc:
+            raise _error("UpdateItem", exc) from None
+        return True
 
-    def _update(self, workspace_id: str, day: str, model: str, usage: TokenUsage) -> dict[str, Any]:
+    def _update(
+        self,
+        workspace_id: str,
+        day: str,
+        model: str,
+        usage: TokenUsage,
+        *,
+        marker: str,
+        stale: list[str] | None = None,
+    ) -> dict[str, Any]:
         counted = usage.source == "counted"
         amounts = {
             "requests": 1,
@@ -125,19 +172,24 @@ class DynamoDBUsageStore:
             ":model": {"S": model},
             ":updated_at": _num(int(time.time())),
         }
-        update, names = _UPDATE, _NAMES
+        values[":one"] = _num(1)
+        names = {**_NAMES, "#m": f"m_{marker}"}
+        update = _UPDATE + ", #m = :one"
         if usage.resource is not None:  # upstream pools: which resource answered, in the same atomic ADD
             values |= {":res_requests": _num(1), ":res_tokens": _num(usage.total_tokens)}
-            names = {
-                **names,
+            names |= {
                 "#res_requests": f"requests@{usage.resource}",
                 "#res_tokens": f"tokens@{usage.resource}",
             }
-            update = update.replace("ADD ", "ADD #res_requests :res_requests, #res_tokens :res_tokens, ", 1)
+            update = update.replace("ADD ", f"ADD {_RESOURCE_ADD}, ", 1)
+        if stale:
+            names |= {f"#x{i}": name for i, name in enumerate(stale)}
+            update += " REMOVE " + ", ".join(f"#x{i}" for i in range(len(stale)))
         return {
             "TableName": self._table,
             "Key": usage_key(workspace_id, day, model),
             "UpdateExpression": update,
+            "ConditionExpression": "attribute_not_exists(#m)",
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }
