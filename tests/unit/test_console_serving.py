@@ -94,7 +94,11 @@ async def test_every_file_the_page_and_its_modules_load_is_served(client: httpx.
             resolved = (Path("/") / folder / target).resolve().relative_to("/")
             wanted.add(f"console/{resolved.as_posix()}")
     assert "console/app.js" in wanted and "console/views/usage.js" in wanted
-    media = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+    media = {
+        ".js": "text/javascript; charset=utf-8",
+        ".css": "text/css; charset=utf-8",
+        ".svg": "image/svg+xml",
+    }
     for ref in sorted(wanted):
         response = await client.get(f"/{ref}")
         assert response.status_code == 200, ref
