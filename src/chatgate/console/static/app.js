@@ -46,6 +46,7 @@ function signedOut(message) {
 async function onSignedIn(me) {
   session.me = me;
   status.textContent = `Signed in as ${me.name || me.id}.`;
+  session.landing = window.location.hash || "#/";
   if (!window.location.hash || window.location.hash === "#" || window.location.hash === "#/signin") {
     window.location.hash = "#/";
   }
@@ -60,6 +61,7 @@ function parse(hash) {
 async function route() {
   if (!session.me) return;
   setHeader();
+  if (window.location.hash !== session.landing) status.textContent = "";
   const parts = parse(window.location.hash);
   const view = h("div");
   show(main, view);

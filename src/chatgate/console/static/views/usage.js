@@ -79,6 +79,14 @@ function download(filename, text) {
   setTimeout(() => URL.revokeObjectURL(url), 10000);
 }
 
+// Days on the x axis, in UTC like the buckets: a tick per day (or per 2, 7, 14, 30 as the range grows).
+const xAxis = {
+  space: 44,
+  incrs: [DAY, 2 * DAY, 7 * DAY, 14 * DAY, 30 * DAY],
+  values: (u, ticks) => ticks.map((t) => utcDay(new Date(t * 1000)).slice(5)),
+};
+const utc = (seconds) => window.uPlot.tzDate(new Date(seconds * 1000), "Etc/UTC");
+
 function chartWidth(element) {
   return Math.max(280, Math.min(element.clientWidth || 800, 1160) - 16);
 }
@@ -121,7 +129,8 @@ function tokenChart(element, starts, rows, which) {
       height: 260,
       series,
       scales: { x: { time: true, range: (u, min, max) => [min - DAY / 2, max + DAY / 2] }, y: { range: (u, min, max) => [0, Math.max(10, max * 1.1)] } },
-      axes: [{ space: 60 }, { size: 70, values: (u, ticks) => ticks.map((t) => count(t)) }],
+      tzDate: utc,
+      axes: [xAxis, { size: 70, values: (u, ticks) => ticks.map((t) => count(t)) }],
       cursor: { drag: { x: false, y: false } },
     },
     data,
@@ -157,8 +166,12 @@ function requestChart(element, starts, rows) {
       width: chartWidth(element),
       height: 200,
       series,
-      scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(5, max * 1.15)] } },
-      axes: [{ space: 60 }, { size: 60 }],
+      tzDate: utc,
+      scales: {
+        x: { time: true, range: (u, min, max) => [min - DAY / 2, max + DAY / 2] },
+        y: { range: (u, min, max) => [0, Math.max(5, max * 1.15)] },
+      },
+      axes: [xAxis, { size: 60 }],
       cursor: { drag: { x: false, y: false } },
     },
     data,
