@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -15,11 +16,11 @@ import httpx
 import pytest
 
 from chatgate.app import create_app
-from chatgate.auth import hash_key
+from chatgate.auth import ApiKey, hash_key
 from chatgate.dev import aws
 from chatgate.dev.azure_emulator import EmulatorState, RunningEmulator, start_emulator
 from chatgate.settings import Settings
-from chatgate.stores.keys_dynamodb import DynamoDBKeyStore
+from chatgate.stores.keys_dynamodb import key_item
 from tests.support.servers import serve
 
 # A fixed, well-formed key that tests and the events/ payloads use; created in the store per test.
@@ -93,11 +94,11 @@ def seed_stack(settings: Settings, emulators: dict[str, RunningEmulator]) -> Non
                 "api_version": "2024-10-21",
             },
         )
-    DynamoDBKeyStore(dynamodb, settings.table_name).create(
-        key_id=EVENT_KEY.split("_")[1],
-        key_hash=hash_key(EVENT_KEY),
-        workspace_id=EVENT_WORKSPACE,
-        name="events",
+    dynamodb.put_item(
+        TableName=settings.control_table_name,
+        Item=key_item(
+            ApiKey(EVENT_KEY.split("_")[1], EVENT_WORKSPACE, hash_key(EVENT_KEY), "events", int(time.time()))
+        ),
     )
 
 

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chatgate import observability
+from chatgate.admin.api import add_admin_routes
 from chatgate.console import add_console_routes
 from chatgate.errors import (
     ChatgateError,
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.state.settings = settings or (services.settings if services else Settings())
     app.state.services = services
     add_routes(app)
+    add_admin_routes(app, PREFIXES)
     add_console_routes(app, PREFIXES)
     app.add_api_route("/healthz", healthz, methods=["GET"])
     app.add_exception_handler(ChatgateError, _chatgate_error)

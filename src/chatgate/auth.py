@@ -52,13 +52,27 @@ class ApiKey:
     expires_at: int | None = None
     revoked_at: int | None = None
     last_used_at: int | None = None
+    # When the key's workspace was archived (its keys stop working), as read with the key.
+    workspace_archived_at: int | None = None
 
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
 
     def usable_at(self, now: float) -> bool:
-        return not self.revoked and (self.expires_at is None or now < self.expires_at)
+        return (
+            not self.revoked
+            and self.workspace_archived_at is None
+            and (self.expires_at is None or now < self.expires_at)
+        )
+
+    def state_at(self, now: float) -> str:
+        """ "active", or why the key no longer works: "revoked", "archived" (its workspace), "expired"."""
+        if self.revoked:
+            return "revoked"
+        if self.workspace_archived_at is not None:
+            return "archived"
+        return "active" if self.usable_at(now) else "expired"
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,8 +171,10 @@ class Authenticator:
         record = await self._lookup(key_id) if key_id else None
         if record is None or not hmac.compare_digest(record.key_hash, hash_key(key)):
             raise InvalidApiKey(f"Incorrect API key provided: {_masked(key)}.")
-        if not record.usable_at(self._wall_clock()):
-            state = "revoked" if record.revoked else "expired"
+        state = record.state_at(self._wall_clock())
+        if state == "archived":
+            raise InvalidApiKey(f"The API key provided belongs to an archived project: {_masked(key)}.")
+        if state != "active":
             raise InvalidApiKey(f"The API key provided has been {state}: {_masked(key)}.")
         return Principal(
             workspace_id=record.workspace_id, key_id=record.key_id, use_to_record=self._use_due(record)

@@ -155,3 +155,20 @@ class InternalError(ChatgateError):
             f"The server had an error while processing your request. Request id: {request_id}.",
             code="internal_error",
         )
+
+
+class PermissionDenied(ChatgateError):
+    """403: the caller is who it says, but may not do this (a workspace admin key on an organisation
+    operation)."""
+
+    status_code = 403
+    error_type = "invalid_request_error"
+    default_code = "insufficient_permissions"
+
+
+class Conflict(ChatgateError):
+    """409: the thing to create exists already (a project id taken)."""
+
+    status_code = 409
+    error_type = "invalid_request_error"
+    default_code = "conflict"

@@ -70,6 +70,9 @@ class Settings(BaseModel):
     # AWS resources (names come from the SAM stack when deployed).
     table_name: str = "chatgate"
     rate_limit_table_name: str = "chatgate-ratelimits"
+    # The control plane (workspaces, keys, limits, admin keys, audit log): one DynamoDB global table
+    # replicated to every region's stack (docs/deploy.md); locally, a table of its own.
+    control_table_name: str = "chatgate-control"
     secret_prefix: str = "chatgate"  # noqa: S105 (a name prefix, not a secret)
 
     # Caches: how stale a warm instance may be.
@@ -96,6 +99,9 @@ class Settings(BaseModel):
     # suffixes; then `chatgate dev` also allows plain-http loopback endpoints (byok_allow_http_loopback).
     byok_endpoint_suffixes_csv: str | None = Field(None, validation_alias="CHATGATE_BYOK_ENDPOINT_SUFFIXES")
     byok_allow_http_loopback: bool = False
+
+    # Admin API calls per rate window allowed to each admin key (a small fixed budget, docs/admin.md).
+    admin_rpm_limit: int = Field(120, ge=1)
 
     log_level: str = "INFO"
 

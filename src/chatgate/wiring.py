@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from chatgate.admin.admin_keys import AdminAuthenticator
+from chatgate.admin.control import ControlStore
+from chatgate.admin.usage import UsageReader
 from chatgate.auth import Authenticator
 from chatgate.ownership import ResponseOwnership
 from chatgate.ratelimit import Limits, RateLimiter
@@ -47,6 +50,10 @@ class Services:
     http: HttpClient
     ownership: ResponseOwnership  # who owns each stored Responses API response
     aws_http: HttpClient | None = None
+    # The control plane and the admin API (chatgate.admin): None where a test builds Services without them.
+    control: ControlStore | None = None
+    admin_auth: AdminAuthenticator | None = None
+    usage_records: UsageReader | None = None
 
     async def drain(self) -> None:
         """Wait for settlement writes still in flight (they run shielded, so a cancelled request's
@@ -113,6 +120,7 @@ def http_client(settings: Settings, verify: ssl.SSLContext | bool = True) -> Cli
 
 def build_services(settings: Settings) -> Services:
     from chatgate.stores.aws import DYNAMODB, SECRETS_MANAGER, AwsJsonClient, aws_http_client
+    from chatgate.stores.control_dynamodb import DynamoDBControlStore
     from chatgate.stores.keys_dynamodb import DynamoDBKeyStore
     from chatgate.stores.ownership_dynamodb import DynamoDBOwnershipStore
     from chatgate.stores.ratelimit_dynamodb import DynamoDBCounterStore
@@ -129,10 +137,12 @@ def build_services(settings: Settings) -> Services:
         max_age=settings.secret_max_age_seconds,
     )
     http = http_client(settings, verify=tls)
+    control = DynamoDBControlStore(dynamodb, settings.control_table_name)
+    usage_records = DynamoDBUsageStore(dynamodb, settings.table_name)
     return Services(
         settings=settings,
         authenticator=Authenticator(
-            DynamoDBKeyStore(dynamodb, settings.table_name),
+            DynamoDBKeyStore(dynamodb, settings.control_table_name),
             cache_seconds=settings.key_cache_seconds,
             negative_cache_seconds=settings.key_negative_cache_seconds,
             last_used_interval=settings.key_last_used_interval_seconds,
@@ -145,16 +155,19 @@ def build_services(settings: Settings) -> Services:
             byok_endpoints=byok_endpoint_policy(settings),
         ),
         workspaces=WorkspaceDirectory(
-            DynamoDBWorkspaceStore(dynamodb, settings.table_name),
+            DynamoDBWorkspaceStore(dynamodb, settings.control_table_name),
             Limits.from_settings(settings),
             cache_seconds=settings.key_cache_seconds,
         ),
         limiter=RateLimiter.from_settings(
             DynamoDBCounterStore(dynamodb, settings.rate_limit_table_name), settings
         ),
-        usage=UsageLedger(DynamoDBUsageStore(dynamodb, settings.table_name)),
+        usage=UsageLedger(usage_records),
         azure=AzureOpenAI(http),
         http=http,
         aws_http=aws_http,
         ownership=ResponseOwnership(DynamoDBOwnershipStore(dynamodb, settings.table_name)),
+        control=control,
+        admin_auth=AdminAuthenticator(control, cache_seconds=settings.key_cache_seconds),
+        usage_records=usage_records,
     )

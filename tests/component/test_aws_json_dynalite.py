@@ -116,7 +116,9 @@ async def test_concurrent_usage_adds_from_four_instances_lose_nothing(
     )
     for ledger in ledgers:
         await ledger.drain()
-    [record] = DynamoDBUsageStore(dl.client(endpoint), table).list("acme", "2025-03-01", "2025-03-01")
+    [record] = await DynamoDBUsageStore(dl.client(endpoint), table).records(
+        "acme", "2025-03-01", "2025-03-01"
+    )
     assert record.requests == 120
     assert record.prompt_tokens == sum(u.prompt_tokens for u in usages)
     assert record.completion_tokens == sum(u.completion_tokens for u in usages)
@@ -126,9 +128,7 @@ async def test_keys_are_read_and_touched_conditionally(
     connect: Callable[..., AwsJsonClient], endpoint: str, table: str
 ) -> None:
     _key, key_id, key_hash = new_key()
-    DynamoDBKeyStore(dl.client(endpoint), table).create(
-        key_id=key_id, key_hash=key_hash, workspace_id="acme", name="ci"
-    )
+    dl.put_key(dl.client(endpoint), table, key_id=key_id, key_hash=key_hash, workspace_id="acme", name="ci")
     store = DynamoDBKeyStore(connect(), table)
     found = await store.get(key_id)
     assert found is not None and found.workspace_id == "acme" and found.key_hash == key_hash

@@ -71,7 +71,7 @@ def test_listing_is_per_workspace(stack: Stack, capsys: pytest.CaptureFixture[st
 
 def test_revoking_an_unknown_key_fails_clearly(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "keys", "revoke", "0000000000000000")
-    assert code == 1 and "no key with id 0000000000000000" in err
+    assert code == 1 and "No API key found with id '0000000000000000'" in err
 
 
 def test_expiring_keys(stack: Stack, gateway: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -38,6 +38,7 @@ def test_dev_warns_and_serves_when_ttl_cannot_be_enabled(
     monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_url)
     monkeypatch.setenv("CHATGATE_TABLE_NAME", "dev-data")
     monkeypatch.setenv("CHATGATE_RATE_LIMIT_TABLE_NAME", "dev-ratelimits")
+    monkeypatch.setenv("CHATGATE_CONTROL_TABLE_NAME", "dev-control")
     monkeypatch.setenv("CHATGATE_SECRET_PREFIX", "devdynalite")
     for name in ("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_ENDPOINT_EU", "AZURE_OPENAI_ENDPOINT_US"):
         monkeypatch.delenv(name, raising=False)
@@ -46,7 +47,7 @@ def test_dev_warns_and_serves_when_ttl_cannot_be_enabled(
         stack = prepare({}, settings=Settings())
     try:
         warnings = [r.getMessage() for r in caplog.records if "did not enable TTL" in r.getMessage()]
-        assert len(warnings) == 2  # both tables, and it went on
+        assert len(warnings) == 3  # every table (data, control, rate limits), and it went on
         assert stack.aws_endpoint is None  # no embedded AWS: the configured endpoints are used
         with serve(create_app(stack.settings)) as gateway:
             response = httpx.post(

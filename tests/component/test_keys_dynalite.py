@@ -12,9 +12,7 @@ from tests.support import dynalite as dl
 
 async def test_eight_instances_record_a_keys_use_once_per_interval(endpoint: str, table: str) -> None:
     key, key_id, key_hash = new_key()
-    DynamoDBKeyStore(dl.client(endpoint), table).create(
-        key_id=key_id, key_hash=key_hash, workspace_id="acme", name="ci"
-    )
+    dl.put_key(dl.client(endpoint), table, key_id=key_id, key_hash=key_hash, workspace_id="acme", name="ci")
     now = [1_700_000_000.0]
     stores = [DynamoDBKeyStore(dl.client(endpoint), table) for _ in range(8)]
     instances = [

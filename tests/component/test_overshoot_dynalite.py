@@ -42,6 +42,7 @@ def gateway(
     client = dl.client(endpoint)
     suffix = uuid.uuid4().hex[:8]
     monkeypatch.setenv("CHATGATE_TABLE_NAME", dl.create_data_table(client, f"data-{suffix}"))
+    monkeypatch.setenv("CHATGATE_CONTROL_TABLE_NAME", dl.create_control_table(client, f"control-{suffix}"))
     monkeypatch.setenv("CHATGATE_RATE_LIMIT_TABLE_NAME", dl.create_rate_limit_table(client, f"rl-{suffix}"))
     monkeypatch.setenv("CHATGATE_TPM_LIMIT", str(TPM))
     monkeypatch.setenv("CHATGATE_RATE_WINDOW_SECONDS", str(WINDOW))

@@ -80,6 +80,7 @@ def environment(
         "AZURE_OPENAI_ENDPOINT": azure.url,
         "AZURE_OPENAI_API_KEY": "azure-key",
         "CHATGATE_TABLE_NAME": dl.create_data_table(client, f"data-{suffix}"),
+        "CHATGATE_CONTROL_TABLE_NAME": dl.create_control_table(client, f"control-{suffix}"),
         "CHATGATE_RATE_LIMIT_TABLE_NAME": dl.create_rate_limit_table(client, f"rl-{suffix}"),
         "CHATGATE_SECRET_PREFIX": f"freeze-{suffix}",
         "CHATGATE_TPM_LIMIT": str(TPM),

@@ -16,8 +16,10 @@ import openai
 import pytest
 
 from chatgate import tokens
+from chatgate.admin import keys
+from chatgate.admin.control import CLI
 from chatgate.app import create_app
-from chatgate.cli import create_key
+from chatgate.cli.common import control_store
 from chatgate.settings import Settings
 from chatgate.stores.usage_dynamodb import DynamoDBUsageStore
 from chatgate.tokens import TokenUsage
@@ -40,7 +42,9 @@ async def test_concurrent_adds_from_four_instances_lose_nothing(endpoint: str, t
         *(ledgers[i % 4].record("acme", "2025-03-01", "gpt-4o", u) for i, u in enumerate(usages))
     )
 
-    [record] = DynamoDBUsageStore(dl.client(endpoint), table).list("acme", "2025-03-01", "2025-03-01")
+    [record] = await DynamoDBUsageStore(dl.client(endpoint), table).records(
+        "acme", "2025-03-01", "2025-03-01"
+    )
     counted = [u for u in usages if u.source == "counted"]
     assert record.requests == 200
     assert record.prompt_tokens == sum(u.prompt_tokens for u in usages)
@@ -57,6 +61,7 @@ def gateways(stack: Stack, endpoint: str, monkeypatch: pytest.MonkeyPatch) -> It
     client = dl.client(endpoint)
     suffix = uuid.uuid4().hex[:8]
     monkeypatch.setenv("CHATGATE_TABLE_NAME", dl.create_data_table(client, f"data-{suffix}"))
+    monkeypatch.setenv("CHATGATE_CONTROL_TABLE_NAME", dl.create_control_table(client, f"control-{suffix}"))
     monkeypatch.setenv("CHATGATE_RATE_LIMIT_TABLE_NAME", dl.create_rate_limit_table(client, f"rl-{suffix}"))
     with ExitStack() as running:
         yield [running.enter_context(serve(create_app(Settings()))) for _ in range(2)]
@@ -92,7 +97,7 @@ async def test_concurrent_requests_on_two_instances_add_up_exactly(
     outcomes = record_outcomes(monkeypatch)
     monkeypatch.setattr(stack.upstream("eu"), "chunk_delay_s", 0.01)
     settings = Settings()
-    key = create_key(settings, "acme", "load")
+    key, _ = await keys.create_key(control_store(settings), CLI, "acme", "load")
     clients = [
         openai.AsyncOpenAI(base_url=f"{url}/openai/eu/v1", api_key=key, max_retries=0) for url in gateways
     ]
@@ -126,7 +131,7 @@ async def test_concurrent_requests_on_two_instances_add_up_exactly(
 
     store = DynamoDBUsageStore(dl.client(endpoint), settings.table_name)
     for _ in range(100):  # the last writes finish just after the last responses
-        records = store.list("acme", "2000-01-01", "2100-01-01")
+        records = await store.records("acme", "2000-01-01", "2100-01-01")
         if records and records[0].requests == 48:
             break
         await asyncio.sleep(0.05)

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING
 import boto3
 from botocore.config import Config
 
-from chatgate.stores.schema import data_table, rate_limit_table
+from chatgate.auth import ApiKey
+from chatgate.stores.keys_dynamodb import key_item
+from chatgate.stores.schema import control_table, data_table, rate_limit_table
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -110,3 +112,17 @@ def create_data_table(dynamodb: DynamoDBClient, name: str) -> str:
     """Create the data table (keys, limits, usage records; chatgate's own schema) and return its name."""
     dynamodb.create_table(**data_table(name))
     return name
+
+
+def create_control_table(dynamodb: DynamoDBClient, name: str) -> str:
+    """Create the control table (workspaces, keys, limits, admin keys, audit log) and return its name."""
+    dynamodb.create_table(**control_table(name))
+    return name
+
+
+def put_key(
+    dynamodb: DynamoDBClient, table: str, *, key_id: str, key_hash: str, workspace_id: str, name: str
+) -> None:
+    """Store a workspace key's record directly (as the domain's create would, without its audit entry)."""
+    record = ApiKey(key_id, workspace_id, key_hash, name=name, created_at=int(time.time()))
+    dynamodb.put_item(TableName=table, Item=key_item(record))

@@ -8,6 +8,7 @@
     chatgate workspaces byok set --workspace W --region R --endpoint URL --api-key-stdin
                                  [--api-version V] [--deployment MODEL=DEPLOYMENT ...]   (and show / remove)
     chatgate usage --workspace W [--from DATE] [--to DATE] [--json]
+    chatgate admin-keys create [--name N]
     chatgate invoke EVENT.json
 
 Administration commands use the AWS endpoints boto3 finds in the environment (AWS_ENDPOINT_URL* for an
@@ -20,7 +21,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from chatgate.cli import dev, invoke, keys, usage, workspaces
+from chatgate.cli import admin_keys, dev, invoke, keys, usage, workspaces
 from chatgate.cli.invoke import invoke_event
 from chatgate.cli.keys import create_key
 
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands")
     dev.register(commands)
     keys.register(commands)
+    admin_keys.register(commands)
     workspaces.register(commands)
     usage.register(commands)
     invoke.register(commands)

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
+    from chatgate.stores.control_dynamodb import DynamoDBControlStore
+
 # argparse's `add_subparsers()` result (a private class; typed loosely on purpose).
 Commands = Any
 
@@ -22,6 +24,13 @@ def dynamodb(settings: Settings) -> DynamoDBClient:
     from chatgate.wiring import aws_clients
 
     return aws_clients(settings)[0]
+
+
+def control_store(settings: Settings) -> DynamoDBControlStore:
+    """The control plane (workspaces, keys, limits, admin keys, audit log) the domain functions work on."""
+    from chatgate.stores.control_dynamodb import DynamoDBControlStore
+
+    return DynamoDBControlStore(dynamodb(settings), settings.control_table_name)
 
 
 def secretsmanager(settings: Settings) -> SecretsManagerClient:
@@ -43,7 +52,9 @@ def fail(message: str, status: int = 1) -> NoReturn:
 
 
 def runs(function: Any) -> Any:
-    """Wrap a command so CommandError becomes a message on stderr and an exit status."""
+    """Wrap a command so CommandError (or a refusal of the domain's, in the API's words) becomes a message
+    on stderr and an exit status."""
+    from chatgate.errors import ChatgateError
 
     def run(args: argparse.Namespace) -> int:
         try:
@@ -51,6 +62,9 @@ def runs(function: Any) -> Any:
         except CommandError as error:
             print(f"chatgate: {error}", file=sys.stderr)
             return error.status
+        except ChatgateError as error:
+            print(f"chatgate: {error.message}", file=sys.stderr)
+            return 1
         return result
 
     return run

@@ -1,19 +1,21 @@
-"""`chatgate keys create | list | revoke`: workspace API keys (only their hashes are stored)."""
+"""`chatgate keys create | list | revoke`: workspace API keys (only their hashes are stored).
+
+A door onto chatgate.admin.keys, as the admin API is: the same functions, the same audit entries (the actor
+is the CLI, that is whoever holds the AWS credentials)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import time
-from typing import TYPE_CHECKING
 
-from chatgate.cli.common import Commands, dynamodb, fail, iso, print_table, runs, when
+from chatgate.admin import keys
+from chatgate.admin.control import CLI
+from chatgate.auth import ApiKey
+from chatgate.cli.common import Commands, control_store, iso, print_table, runs, when
 from chatgate.settings import Settings
-
-if TYPE_CHECKING:
-    from chatgate.auth import ApiKey
-    from chatgate.stores.keys_dynamodb import DynamoDBKeyStore
 
 
 def register(commands: Commands) -> None:
@@ -33,19 +35,11 @@ def register(commands: Commands) -> None:
     revoke.set_defaults(run=runs(run_revoke))
 
 
-def key_store(settings: Settings) -> DynamoDBKeyStore:
-    from chatgate.stores.keys_dynamodb import DynamoDBKeyStore
-
-    return DynamoDBKeyStore(dynamodb(settings), settings.table_name)
-
-
 def create_key(settings: Settings, workspace: str, name: str, expires_at: int | None = None) -> str:
-    """Create a key for a workspace; returns the key (the only time it exists in clear)."""
-    from chatgate.auth import new_key
-
-    key, key_id, key_hash = new_key()
-    key_store(settings).create(
-        key_id=key_id, key_hash=key_hash, workspace_id=workspace, name=name, expires_at=expires_at
+    """Create a key for a workspace (created too if new); returns the key (the only time it exists in
+    clear)."""
+    key, _ = asyncio.run(
+        keys.create_key(control_store(settings), CLI, workspace, name, expires_at=expires_at)
     )
     return key
 
@@ -60,15 +54,9 @@ def run_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _status(key: ApiKey, now: float) -> str:
-    if key.revoked:
-        return "revoked"
-    return "active" if key.usable_at(now) else "expired"
-
-
 def run_list(args: argparse.Namespace) -> int:
-    settings = Settings()
-    keys = key_store(settings).list(args.workspace)
+    store = control_store(Settings())
+    listed: list[ApiKey] = asyncio.run(store.list_keys(args.workspace))  # revoked keys included
     now = time.time()
     if args.json:
         document = [
@@ -79,14 +67,14 @@ def run_list(args: argparse.Namespace) -> int:
                 "last_used_at": iso(key.last_used_at),
                 "expires_at": iso(key.expires_at),
                 "revoked_at": iso(key.revoked_at),
-                "status": _status(key, now),
+                "status": key.state_at(now),
             }
-            for key in keys
+            for key in listed
         ]
         print(json.dumps({"workspace": args.workspace, "keys": document}, indent=2))
         return 0
     rows = [("KEY_ID", "NAME", "CREATED", "LAST USED", "EXPIRES", "STATUS")]
-    for key in keys:
+    for key in listed:
         rows.append(
             (
                 key.key_id,
@@ -94,7 +82,7 @@ def run_list(args: argparse.Namespace) -> int:
                 when(key.created_at),
                 when(key.last_used_at),
                 when(key.expires_at),
-                _status(key, now),
+                key.state_at(now),
             )
         )
     print_table(rows)
@@ -102,11 +90,6 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_revoke(args: argparse.Namespace) -> int:
-    from chatgate.stores.keys_dynamodb import KeyNotFound
-
-    try:
-        key = key_store(Settings()).revoke(args.key_id)
-    except KeyNotFound:
-        fail(f"no key with id {args.key_id}")
+    key = asyncio.run(keys.revoke_key(control_store(Settings()), CLI, None, args.key_id))
     print(f"revoked {key.key_id} (workspace {key.workspace_id})")
     return 0

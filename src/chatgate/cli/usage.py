@@ -8,6 +8,7 @@ Azure's usage chunk); their tokens are included in PROMPT and COMPLETION.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from datetime import UTC, date, datetime, timedelta
 
@@ -63,7 +64,7 @@ def run_usage(args: argparse.Namespace) -> int:
     first, last = day_range(args.first, args.last)
     store = DynamoDBUsageStore(dynamodb(settings), settings.table_name)
     try:
-        records = store.list(args.workspace, first.isoformat(), last.isoformat())
+        records = asyncio.run(store.records(args.workspace, first.isoformat(), last.isoformat()))
     except UsageStoreError as error:
         fail(str(error))
     total = totals(args.workspace, records)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+import asyncio
 
+from chatgate.admin import limits
+from chatgate.admin.control import CLI
 from chatgate.cli import byok
-from chatgate.cli.common import Commands, dynamodb, fail, print_table, runs
+from chatgate.cli.common import Commands, control_store, fail, print_table, runs
+from chatgate.ratelimit import Limits
 from chatgate.settings import Settings
-
-if TYPE_CHECKING:
-    from chatgate.stores.workspaces_dynamodb import DynamoDBWorkspaceStore
 
 
 def register(commands: Commands) -> None:
@@ -38,19 +38,21 @@ def _register_limits(workspace_commands: Commands) -> None:
     limits_remove.set_defaults(run=runs(run_limits_remove))
 
 
-def workspace_store(settings: Settings) -> DynamoDBWorkspaceStore:
-    from chatgate.stores.workspaces_dynamodb import DynamoDBWorkspaceStore
-
-    return DynamoDBWorkspaceStore(dynamodb(settings), settings.table_name)
-
-
 def run_limits_set(args: argparse.Namespace) -> int:
-    from chatgate.ratelimit import Limits
-
     if args.rpm < 0 or args.tpm < 0:
         fail("--rpm and --tpm must not be negative", 2)
     settings = Settings()
-    workspace_store(settings).set_limits(args.workspace, args.model, Limits(args.rpm, args.tpm))
+    asyncio.run(
+        limits.set_limits(
+            control_store(settings),
+            CLI,
+            args.workspace,
+            args.model,
+            requests=args.rpm,
+            tokens=args.tpm,
+            defaults=Limits.from_settings(settings),
+        )
+    )
     print(
         f"workspace {args.workspace}, model {args.model}: {args.rpm} requests and {args.tpm} tokens per "
         f"{settings.rate_window_seconds} s (effective within {settings.key_cache_seconds:g} s)"
@@ -62,13 +64,14 @@ def run_limits_show(args: argparse.Namespace) -> int:
     settings = Settings()
     rows = [("MODEL", "RPM", "TPM")]
     rows.append(("(default)", str(settings.rpm_limit), str(settings.tpm_limit)))
-    for model, limits in sorted(workspace_store(settings).list_limits(args.workspace).items()):
-        rows.append((model, str(limits.requests), str(limits.tokens)))
+    overrides = asyncio.run(control_store(settings).get_limits(args.workspace))
+    for model, override in sorted(overrides.items()):
+        rows.append((model, str(override.requests), str(override.tokens)))
     print_table(rows)
     return 0
 
 
 def run_limits_remove(args: argparse.Namespace) -> int:
-    workspace_store(Settings()).remove_limits(args.workspace, args.model)
+    asyncio.run(limits.remove_limits(control_store(Settings()), CLI, args.workspace, args.model))
     print(f"workspace {args.workspace}, model {args.model}: back to the default limits")
     return 0

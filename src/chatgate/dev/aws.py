@@ -52,6 +52,7 @@ def ensure_tables(client: DynamoDBClient, settings: Settings) -> None:
     existing = set(client.list_tables()["TableNames"])
     for definition in (
         schema.data_table(settings.table_name),
+        schema.control_table(settings.control_table_name),
         schema.rate_limit_table(settings.rate_limit_table_name),
     ):
         name = definition["TableName"]

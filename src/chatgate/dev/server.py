@@ -4,11 +4,12 @@
 2. Tables and the per-region upstream secrets, created if missing.
 3. Upstream: the built-in Azure OpenAI emulator (one per region, so residency is visible), unless
    AZURE_OPENAI_ENDPOINT (or AZURE_OPENAI_ENDPOINT_EU / _US) is set.
-4. A demo workspace key, printed; then uvicorn serves the app until Ctrl-C.
+4. A demo workspace key and an organisation admin key, printed; then uvicorn serves the app until Ctrl-C.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -31,6 +32,7 @@ class LocalStack:
 
     settings: Settings
     demo_key: str
+    admin_key: str
     aws_endpoint: str | None
     upstream_urls: dict[str, str]
     emulators: dict[str, Any] = field(default_factory=dict)
@@ -44,9 +46,12 @@ class LocalStack:
 
 def prepare(environ: Mapping[str, str] | None = None, *, settings: Settings | None = None) -> LocalStack:
     """Start (or connect to) local AWS and upstreams, seed tables, secrets and a demo key."""
-    from chatgate.cli import create_key
+    from chatgate.admin.admin_keys import create_admin_key
+    from chatgate.admin.control import CLI
+    from chatgate.admin.keys import create_key
     from chatgate.dev import aws
     from chatgate.dev.azure_emulator import EmulatorState, start_emulator
+    from chatgate.stores.control_dynamodb import DynamoDBControlStore
     from chatgate.wiring import aws_clients
 
     environ = os.environ if environ is None else environ
@@ -81,8 +86,10 @@ def prepare(environ: Mapping[str, str] | None = None, *, settings: Settings | No
         aws.put_secret(secretsmanager, settings.upstream_secret_name(region), upstream)
         upstream_urls[region] = upstream["endpoint"]
 
-    demo_key = create_key(settings, DEMO_WORKSPACE, "chatgate dev demo key")
-    return LocalStack(settings, demo_key, aws_endpoint, upstream_urls, emulators, stops)
+    control = DynamoDBControlStore(dynamodb, settings.control_table_name)
+    demo_key, _ = asyncio.run(create_key(control, CLI, DEMO_WORKSPACE, "chatgate dev demo key"))
+    admin_key, _ = asyncio.run(create_admin_key(control, CLI, "chatgate dev admin key"))
+    return LocalStack(settings, demo_key, admin_key, aws_endpoint, upstream_urls, emulators, stops)
 
 
 def banner(stack: LocalStack, host: str, port: int) -> str:
@@ -99,6 +106,10 @@ def banner(stack: LocalStack, host: str, port: int) -> str:
         "",
         f"Demo key (workspace '{DEMO_WORKSPACE}'):",
         f"  {stack.demo_key}",
+        "",
+        "Organisation admin key (the admin API, docs/admin.md):",
+        f"  {stack.admin_key}",
+        f"  curl -s {base}/v1/organization/projects -H 'Authorization: Bearer {stack.admin_key}'",
         "",
         "Try it:",
         f"  curl -s {base}/openai/{region}/v1/chat/completions \\",

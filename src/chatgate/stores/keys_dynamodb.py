@@ -1,28 +1,25 @@
-"""API keys in the DynamoDB data table (item design in stores/schema.py)."""
+"""API keys in the DynamoDB control table (item design in stores/schema.py): the request path's reads.
+
+Administration (create, list, revoke) is chatgate.admin's, through stores/control_dynamodb.py."""
 
 from __future__ import annotations
 
-import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from chatgate.auth import ApiKey
 from chatgate.errors import ServiceUnavailable
 from chatgate.stores.aws import AwsError, AwsUnreachable, json_caller
-from chatgate.stores.schema import GSI1
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-
-
-class KeyNotFound(LookupError):
-    """No key with that id."""
 
 
 class KeyStoreError(Exception):
     """A write to the key store failed; the message names the operation and the error code only."""
 
 
-def _key_pk(key_id: str) -> dict[str, Any]:
+def key_pk(key_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"KEY#{key_id}"}, "sk": {"S": "KEY"}}
 
 
@@ -31,7 +28,7 @@ def _int(item: dict[str, Any], name: str) -> int | None:
     return int(value["N"]) if value else None
 
 
-def _from_item(item: dict[str, Any]) -> ApiKey:
+def item_to_key(item: dict[str, Any]) -> ApiKey:
     return ApiKey(
         key_id=item["key_id"]["S"],
         workspace_id=item["workspace_id"]["S"],
@@ -44,30 +41,59 @@ def _from_item(item: dict[str, Any]) -> ApiKey:
     )
 
 
-class DynamoDBKeyStore:
-    """Reads (for authentication) and administers API keys.
+def key_item(key: ApiKey) -> dict[str, Any]:
+    """The stored item of a key (its hash, never the key)."""
+    item: dict[str, Any] = {
+        **key_pk(key.key_id),
+        "gsi1pk": {"S": f"WS#{key.workspace_id}"},
+        "gsi1sk": {"S": f"KEY#{key.created_at:012d}#{key.key_id}"},
+        "key_id": {"S": key.key_id},
+        "workspace_id": {"S": key.workspace_id},
+        "key_hash": {"S": key.key_hash},
+        "name": {"S": key.name},
+        "created_at": {"N": str(key.created_at)},
+    }
+    for name in ("expires_at", "revoked_at", "last_used_at"):
+        value = getattr(key, name)
+        if value is not None:
+            item[name] = {"N": str(value)}
+    return item
 
-    The request path (get, touch) goes through any `call(action, payload)` client (stores/aws.py); the
-    administration methods need a boto3 client (the CLI's)."""
+
+class DynamoDBKeyStore:
+    """Reads keys for authentication and records their last use, through any `call(action, payload)`
+    client (stores/aws.py)."""
 
     def __init__(self, client: DynamoDBClient | Any, table_name: str) -> None:
-        self._client = client
         self._call = json_caller(client).call
         self._table = table_name
 
     async def get(self, key_id: str) -> ApiKey | None:
-        """The key record, or None. Store failures become a 503 (never a silent 401)."""
+        """The key record, or None, with its workspace's archive time (a second read, made only for a
+        key that exists and is not revoked). Store failures become a 503 (never a silent 401)."""
         try:
             response = await self._call(
-                "GetItem", {"TableName": self._table, "Key": _key_pk(key_id), "ConsistentRead": True}
+                "GetItem", {"TableName": self._table, "Key": key_pk(key_id), "ConsistentRead": True}
+            )
+            item = response.get("Item")
+            if not item or "revoked_at" in item:
+                return item_to_key(item) if item else None
+            workspace = await self._call(
+                "GetItem",
+                {
+                    "TableName": self._table,
+                    "Key": {"pk": {"S": f"WS#{item['workspace_id']['S']}"}, "sk": {"S": "WORKSPACE"}},
+                    "ConsistentRead": True,
+                    "ProjectionExpression": "archived_at",
+                },
             )
         except (AwsError, AwsUnreachable) as exc:
             raise ServiceUnavailable(
                 "The key store is temporarily unavailable. Please retry shortly.",
                 headers={"retry-after": "1"},
             ) from exc
-        item = response.get("Item")
-        return _from_item(item) if item else None
+        archived_at = _int(workspace.get("Item") or {}, "archived_at")
+        return replace(item_to_key(item), workspace_archived_at=archived_at)
 
     async def touch(self, key_id: str, now: int, *, older_than: int) -> bool:
         """Record a use: last_used_at = now, only if it is missing or older than `older_than` (so
@@ -77,7 +103,7 @@ class DynamoDBKeyStore:
                 "UpdateItem",
                 {
                     "TableName": self._table,
-                    "Key": _key_pk(key_id),
+                    "Key": key_pk(key_id),
                     "UpdateExpression": "SET last_used_at = :now",
                     "ConditionExpression": (
                         "attribute_exists(pk) AND "
@@ -93,53 +119,3 @@ class DynamoDBKeyStore:
         except AwsUnreachable as exc:
             raise KeyStoreError(f"DynamoDB UpdateItem failed: {exc}") from None
         return True
-
-    # Administration (CLI): synchronous, outside the request path.
-
-    def create(
-        self, *, key_id: str, key_hash: str, workspace_id: str, name: str, expires_at: int | None = None
-    ) -> ApiKey:
-        now = int(time.time())
-        item: dict[str, Any] = {
-            **_key_pk(key_id),
-            "gsi1pk": {"S": f"WS#{workspace_id}"},
-            "gsi1sk": {"S": f"KEY#{now:012d}#{key_id}"},
-            "key_id": {"S": key_id},
-            "workspace_id": {"S": workspace_id},
-            "key_hash": {"S": key_hash},
-            "name": {"S": name},
-            "created_at": {"N": str(now)},
-        }
-        if expires_at is not None:
-            item["expires_at"] = {"N": str(expires_at)}
-        self._client.put_item(
-            TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)"
-        )
-        return _from_item(item)
-
-    def list(self, workspace_id: str) -> list[ApiKey]:
-        keys: list[ApiKey] = []
-        paginator = self._client.get_paginator("query")
-        for page in paginator.paginate(
-            TableName=self._table,
-            IndexName=GSI1,
-            KeyConditionExpression="gsi1pk = :ws AND begins_with(gsi1sk, :prefix)",
-            ExpressionAttributeValues={":ws": {"S": f"WS#{workspace_id}"}, ":prefix": {"S": "KEY#"}},
-        ):
-            keys.extend(_from_item(item) for item in page.get("Items", []))
-        return keys
-
-    def revoke(self, key_id: str) -> ApiKey:
-        """Mark a key revoked (idempotent: a second revoke keeps the first time)."""
-        try:
-            response = self._client.update_item(
-                TableName=self._table,
-                Key=_key_pk(key_id),
-                UpdateExpression="SET revoked_at = if_not_exists(revoked_at, :now)",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues={":now": {"N": str(int(time.time()))}},
-                ReturnValues="ALL_NEW",
-            )
-        except self._client.exceptions.ConditionalCheckFailedException:
-            raise KeyNotFound(key_id) from None
-        return _from_item(response["Attributes"])

@@ -1,12 +1,22 @@
 """The DynamoDB table designs, shared by `chatgate dev`, the tests and (checked by a test) template.yaml.
 
-Data table (single-table design, `CHATGATE_TABLE_NAME`):
+Control table (`CHATGATE_CONTROL_TABLE_NAME`): what a workspace *is*, one DynamoDB global table replicated to
+every region's stack (no prompt, answer or Azure key: hashes, names, limits and who changed them).
   API key        pk=KEY#<key_id>        sk=KEY                  (+ gsi1pk=WS#<ws>, gsi1sk=KEY#<created>#<id>)
                  key_id, workspace_id, key_hash (SHA-256, never the key), name, created_at, expires_at?,
                  revoked_at?, last_used_at? (epoch seconds; written at most once per key per
                  CHATGATE_KEY_LAST_USED_INTERVAL_SECONDS, by a conditional UpdateItem)
-  workspace      pk=WS#<workspace>      sk=WORKSPACE            (name, created_at)
+  workspace      pk=WS#<workspace>      sk=WORKSPACE            (+ gsi1pk=WORKSPACES, gsi1sk=<workspace>)
+                 workspace_id, name, created_at, archived_at?
   model limits   pk=WS#<workspace>      sk=LIMITS#<model>       (rpm, tpm)
+  admin key      pk=ADMINKEY#<key_id>   sk=ADMINKEY             (+ gsi1pk=ADMINKEYS, gsi1sk=<created>#<id>)
+                 key_id, key_hash, name, created_at, project_id? (a workspace admin key's workspace),
+                 last_used_at?
+  audit entry    pk=AUDIT               sk=<effective_at>#<id>  (+ gsi1pk=AUDIT#<ws>, gsi1sk=the same sk)
+                 id, type, effective_at, project_id?, project_name?, actor (JSON), request_id, details
+                 (JSON): every change made through chatgate.admin, newest first.
+
+Data table (single-table design, `CHATGATE_TABLE_NAME`), regional:
   usage record   pk=WS#<workspace>      sk=USAGE#<day>#<model>  one per workspace, UTC day and model:
                  requests, prompt_tokens, completion_tokens, and counted_requests, counted_prompt_tokens,
                  counted_completion_tokens (the part chatgate counted because Azure sent no usage);
@@ -58,6 +68,12 @@ def data_table(name: str) -> dict[str, Any]:
             }
         ],
     }
+
+
+def control_table(name: str) -> dict[str, Any]:
+    """CreateTable arguments for the control table (locally; deployed, the template's global table): the
+    data table's key design, so the same item shapes and index serve both."""
+    return data_table(name)
 
 
 def rate_limit_table(name: str) -> dict[str, Any]:

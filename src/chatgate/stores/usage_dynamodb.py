@@ -118,24 +118,27 @@ class DynamoDBUsageStore:
             "ExpressionAttributeValues": values,
         }
 
-    # Reading (CLI): synchronous, outside the request path.
+    # Reading (the admin API's usage, the CLI): outside the request path.
 
-    def list(self, workspace_id: str, first_day: str, last_day: str) -> list[UsageRecord]:
+    async def records(self, workspace_id: str, first_day: str, last_day: str) -> list[UsageRecord]:
         """The workspace's records from `first_day` to `last_day` (inclusive), by day then model."""
         records: list[UsageRecord] = []
-        paginator = self._client.get_paginator("query")
-        try:
-            for page in paginator.paginate(
-                TableName=self._table,
-                KeyConditionExpression="pk = :pk AND sk BETWEEN :first AND :last",
-                ExpressionAttributeValues={
-                    ":pk": {"S": f"WS#{workspace_id}"},
-                    ":first": {"S": f"USAGE#{first_day}#"},
-                    ":last": {"S": f"USAGE#{last_day}#{_HIGHEST}"},
-                },
-                ConsistentRead=True,
-            ):
-                records.extend(_record(item) for item in page.get("Items", []))
-        except Exception as exc:  # botocore's ClientError / BotoCoreError, named by _error
-            raise _error("Query", exc) from exc
-        return records
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :first AND :last",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": f"WS#{workspace_id}"},
+                ":first": {"S": f"USAGE#{first_day}#"},
+                ":last": {"S": f"USAGE#{last_day}#{_HIGHEST}"},
+            },
+            "ConsistentRead": True,
+        }
+        while True:  # a page per MB of records; a workspace's month is a few hundred records
+            try:
+                page = await self._call("Query", query)
+            except (AwsError, AwsUnreachable) as exc:
+                raise _error("Query", exc) from None
+            records.extend(_record(item) for item in page.get("Items", []))
+            if not page.get("LastEvaluatedKey"):
+                return records
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]

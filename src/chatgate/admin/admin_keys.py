@@ -1,0 +1,137 @@
+"""Admin keys: who may use the admin API. Create, list, read, delete (audited), and authenticate.
+
+Two kinds: an organisation admin key (`project_id` None; the first is made by `chatgate admin-keys create`)
+sees every workspace; a workspace admin key sees its own workspace only (any other id is a 404, as if it did
+not exist), and may create admin keys for that workspace only. An admin key looks like
+`cga_<key id>_<secret>`, is shown once and stored as its SHA-256 (like workspace keys, chatgate.auth). It
+never authenticates a model call (it is not a `cg_` key) and a model key never authenticates an admin call.
+A deleted key, or one whose workspace is archived, stops working within `CHATGATE_KEY_CACHE_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+
+from chatgate.admin import audit
+from chatgate.admin.control import Actor, AdminKey, ControlStore
+from chatgate.admin.workspaces import changeable, check_name
+from chatgate.auth import KEY_PREFIX, bearer_token, hash_key
+from chatgate.errors import InvalidApiKey, NotFound
+
+ADMIN_KEY_PREFIX = "cga"
+_CACHE_MAX_ENTRIES = 1_000
+
+
+def new_admin_key() -> tuple[str, str, str]:
+    """(key, key_id, key_hash): the key is shown once and never stored."""
+    key_id = secrets.token_hex(8)
+    key = f"{ADMIN_KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
+    return key, key_id, hash_key(key)
+
+
+def redacted(key_id: str) -> str:
+    """How a key is shown after creation: its prefix and id, never its secret."""
+    return f"{ADMIN_KEY_PREFIX}_{key_id}_..."
+
+
+def parse_admin_key_id(key: str) -> str | None:
+    prefix, _, rest = key.partition("_")
+    key_id, _, secret = rest.partition("_")
+    if prefix != ADMIN_KEY_PREFIX or len(key_id) != 16 or not secret:
+        return None
+    if not all(c in "0123456789abcdef" for c in key_id):
+        return None
+    return key_id
+
+
+def _not_found(key_id: str) -> NotFound:
+    return NotFound(f"No admin API key found with id '{key_id}'.", param="key_id", code="not_found")
+
+
+async def create_admin_key(
+    store: ControlStore, actor: Actor, name: str, project_id: str | None = None
+) -> tuple[str, AdminKey]:
+    """A new admin key: (the key, shown this once; its record). A workspace admin's keys are scoped to its
+    own workspace whatever it asks; naming another workspace is a 404."""
+    name = check_name(name)
+    if actor.project_id is not None:
+        project_id = project_id if project_id is not None else actor.project_id
+    if project_id is not None:
+        await changeable(store, actor, project_id)
+    key, key_id, key_hash = new_admin_key()
+    record = AdminKey(key_id, key_hash, name, int(time.time()), project_id)
+    details = {"id": key_id, "data": {"name": name, "project_id": project_id, "scopes": ["api.management"]}}
+    change = audit.entry(actor, "api_key.created", project=project_id, details=details)
+    await store.create_admin_key(record, change)
+    return key, record
+
+
+async def list_admin_keys(store: ControlStore, actor: Actor) -> list[AdminKey]:
+    keys = [key for key in await store.list_admin_keys() if actor.project_id in (None, key.project_id)]
+    return sorted(keys, key=lambda key: (key.created_at, key.key_id))
+
+
+async def get_admin_key(store: ControlStore, actor: Actor, key_id: str) -> AdminKey:
+    key = await store.get_admin_key(key_id)
+    if key is None or actor.project_id not in (None, key.project_id):
+        raise _not_found(key_id)
+    return key
+
+
+async def delete_admin_key(store: ControlStore, actor: Actor, key_id: str) -> AdminKey:
+    key = await get_admin_key(store, actor, key_id)
+    change = audit.entry(actor, "api_key.deleted", project=key.project_id, details={"id": key_id})
+    if not await store.delete_admin_key(key_id, change):
+        raise _not_found(key_id)
+    return key
+
+
+class AdminAuthenticator:
+    """Admin keys -> Actor, with a short per-instance cache (deletion bound: `cache_seconds`)."""
+
+    def __init__(
+        self,
+        store: ControlStore,
+        *,
+        cache_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._cache: dict[str, tuple[float, AdminKey | None, bool]] = {}
+
+    async def authenticate(self, authorization: str | None, request_id: str | None = None) -> Actor:
+        key = bearer_token(authorization)
+        key_id = parse_admin_key_id(key)
+        if key_id is None:
+            if key.startswith(f"{KEY_PREFIX}_"):
+                raise InvalidApiKey(
+                    "This is a model API key: the admin API needs an admin key (`chatgate admin-keys "
+                    "create`, or POST /v1/organization/admin_api_keys)."
+                )
+            raise InvalidApiKey("Incorrect admin API key provided.")
+        record, archived = await self._lookup(key_id)
+        if record is None or not hmac.compare_digest(record.key_hash, hash_key(key)):
+            raise InvalidApiKey("Incorrect admin API key provided.")
+        if archived:
+            raise InvalidApiKey("The admin API key provided belongs to an archived project.")
+        return Actor("api_key", key_id=record.key_id, project_id=record.project_id, request_id=request_id)
+
+    async def _lookup(self, key_id: str) -> tuple[AdminKey | None, bool]:
+        now = self._clock()
+        cached = self._cache.get(key_id)
+        if cached is not None and now - cached[0] < self._cache_seconds:
+            return cached[1], cached[2]
+        record = await self._store.get_admin_key(key_id)
+        archived = False
+        if record is not None and record.project_id is not None:
+            workspace = await self._store.get_workspace(record.project_id)
+            archived = workspace is None or workspace.archived
+        if len(self._cache) >= _CACHE_MAX_ENTRIES:
+            self._cache.clear()
+        self._cache[key_id] = (now, record, archived)
+        return record, archived
