@@ -231,7 +231,7 @@ def test_names_render_as_text_on_every_page(browser: Any, fake: tuple[FakeAdminA
         no_markup_ran(watched)
     page.goto(f"{base}/console#/audit")
     page.get_by_role("cell", name=SCRIPT).wait_for()
-    assert json.dumps({"name": XSS}, separators=(",", ":")) in page.locator("main table").text_content()
+    assert json.dumps({"name": XSS}, separators=(",", ":")) in page.locator("main table.data").text_content()
     no_markup_ran(watched)
 
 
@@ -316,7 +316,7 @@ def test_keyboard_only_and_readable_at_400_px(browser: Any, fake: tuple[FakeAdmi
     page.get_by_role("heading", name="Keys").wait_for()
     for tab in ("keys", "usage", "byok"):
         page.goto(f"{base}/console#/workspaces/w1/{tab}")
-        page.locator("main table").first.wait_for()
+        page.locator("main table.data").first.wait_for()
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{tab}: {overflow} px wider than the 400 px window"
     screenshot(page, "fake-usage-400px")

@@ -102,7 +102,7 @@ def banner(stack: LocalStack, host: str, port: int) -> str:
         *(f"  upstream {r}: {url}" for r, url in stack.upstream_urls.items()),
         f"  AWS:       {stack.aws_endpoint or 'from AWS_ENDPOINT_URL*'}",
         f"  base URL:  {base}/openai/{region}/v1",
-        f"  console:   {base}/console (sign in with an admin key)",
+        f"  console:   {base}/console (sign in with the organisation admin key below)",
         "",
         f"Demo key (workspace '{DEMO_WORKSPACE}'):",
         f"  {stack.demo_key}",

@@ -46,7 +46,7 @@ export function table(columns, rows, { caption, empty = "Nothing here yet." } = 
     { class: "scroll" },
     h(
       "table",
-      {},
+      { class: "data" },
       caption ? h("caption", { class: "muted" }, caption) : null,
       h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col", class: c.num ? "num" : null }, c.title)))),
       h(

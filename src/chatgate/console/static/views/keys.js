@@ -65,7 +65,7 @@ export async function renderKeys(panel, { project }) {
     const button = h("button", { type: "button", class: "danger", "aria-label": `Revoke key ${key.name}` }, "Revoke");
     button.addEventListener("click", async () => {
       const sure = await confirmDialog(
-        `Revoke key “${key.name}” (${key.redacted_value})? Calls with it are refused from now on. This cannot be undone.`,
+        `Revoke key “${key.name}” (${key.redacted_value})? Calls with it are refused within seconds (gateway instances trust a key lookup for CHATGATE_KEY_CACHE_SECONDS, 30 s by default). This cannot be undone.`,
         "Revoke",
       );
       if (!sure) return;

@@ -36,7 +36,10 @@ export async function renderLimits(panel, { me, project }) {
       const updated = await busy(save, output, () => post(`${base}/${encodeId(limit.id)}`, body));
       if (updated) {
         await refresh();
-        show(saved, h("p", { class: "notice" }, `Saved the limits of ${updated.model}.`));
+        show(
+          saved,
+          h("p", { class: "notice" }, `Saved the limits of ${updated.model}. Every gateway instance applies them within 30 s (CHATGATE_KEY_CACHE_SECONDS).`),
+        );
       }
     });
     return form;

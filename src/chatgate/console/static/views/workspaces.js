@@ -10,8 +10,6 @@ export async function renderWorkspaces(view, { me }) {
   const id = h("input", {
     id: "new-workspace-id",
     name: "id",
-    pattern: "[A-Za-z0-9][A-Za-z0-9._-]{0,63}",
-    title: "Letters, digits, '.', '_' and '-', up to 64 characters",
     "aria-describedby": "new-workspace-id-help",
   });
   const create = h("button", { type: "submit" }, "Create workspace");
@@ -22,7 +20,7 @@ export async function renderWorkspaces(view, { me }) {
     h("label", { for: "new-workspace-name" }, "Name", name),
     h("label", { for: "new-workspace-id" }, "Id (optional)", id),
     create,
-    h("p", { id: "new-workspace-id-help", class: "muted" }, "Without an id, one is generated."),
+    h("p", { id: "new-workspace-id-help", class: "muted" }, "Without an id, one is generated. The admin API says which ids it takes."),
     output,
   );
   form.addEventListener("submit", async (event) => {
