@@ -14,7 +14,7 @@ import asyncio
 import logging
 import ssl
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -54,6 +54,7 @@ class Services:
     control: ControlStore | None = None
     admin_auth: AdminAuthenticator | None = None
     usage_records: UsageReader | None = None
+    byok_admin: Any = None  # the BYOK secrets' store, built on the first BYOK admin call (boto3)
 
     async def drain(self) -> None:
         """Wait for settlement writes still in flight (they run shielded, so a cancelled request's

@@ -14,7 +14,7 @@ import pytest
 
 from chatgate.cli import main
 from chatgate.stores.usage_dynamodb import DynamoDBUsageStore
-from tests.conftest import Stack
+from tests.conftest import EMULATOR_KEYS, Stack
 from tests.openapi import validator
 
 HI = [{"role": "user", "content": "hi"}]
@@ -346,3 +346,51 @@ def test_admin_calls_have_a_budget(
         assert int(org.last.headers["retry-after"]) >= 1  # type: ignore[union-attr]
         other = Admin(gateway, org_admin_key(capsys))
         assert other.call("GET", "/me", "AdminApiKey")  # a budget per key
+
+
+def test_bring_your_own_keys_through_the_api(
+    stack: Stack, gateway: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    org = Admin(gateway, org_admin_key(capsys))
+    for name in ("acme", "globex"):
+        org.call("POST", "/projects", json={"name": name, "id": name})
+    acme_admin = org.call("POST", "/admin_api_keys", json={"name": "acme", "project_id": "acme"})
+    acme = Admin(gateway, acme_admin["value"])
+    key = acme.call("POST", "/projects/acme/service_accounts", json={"name": "ci"})["api_key"]["value"]
+    own = stack.emulators["us"]  # stands in for acme's own Azure resource in the EU
+    resource = {"endpoint": own.url, "api_key": EMULATOR_KEYS["us"], "deployments": {"gpt-4o-mini": "mini"}}
+
+    shown = acme.call("POST", "/projects/acme/byok/eu", json=resource)
+    assert (
+        shown["region"] == "eu"
+        and shown["endpoint"] == own.url
+        and shown["deployments"] == {"gpt-4o-mini": "mini"}
+    )
+    assert EMULATOR_KEYS["us"] not in str(shown)
+    listed = acme.call("GET", "/projects/acme/byok")
+    assert [item["region"] for item in listed["data"]] == ["eu"] and EMULATOR_KEYS["us"] not in str(listed)
+
+    before = len(own.state.requests)
+    assert chat(gateway, key, "eu").choices  # served by acme's own resource
+    assert len(own.state.requests) == before + 1
+
+    # Another workspace's admin cannot see or change it; bad input is a 400 naming the field.
+    globex = Admin(
+        gateway, org.call("POST", "/admin_api_keys", json={"name": "g", "project_id": "globex"})["value"]
+    )
+    assert globex.error("GET", "/projects/acme/byok", 404)["code"] == "not_found"
+    assert globex.error("DELETE", "/projects/acme/byok/eu", 404)["code"] == "not_found"
+    bad = {**resource, "endpoint": "https://evil.example.com"}
+    assert acme.error("POST", "/projects/acme/byok/eu", 400, json=bad)["param"] == "endpoint"
+    assert (
+        acme.error("POST", "/projects/acme/byok/eu", 400, json={**resource, "api_key": "a\nb"})["param"]
+        == "api_key"
+    )
+    assert acme.error("POST", "/projects/acme/byok/mars", 404)["code"] == "region_not_found"
+
+    removed = acme.call("DELETE", "/projects/acme/byok/eu")
+    assert removed == {"object": "organization.project.byok.deleted", "region": "eu", "deleted": True}
+    assert acme.call("GET", "/projects/acme/byok")["data"] == []
+    log = acme.call("GET", "/audit_logs", "ListAuditLogsResponse")["data"]
+    assert [entry["type"] for entry in log[:2]] == ["external_key.removed", "external_key.registered"]
+    assert EMULATOR_KEYS["us"] not in str(log)

@@ -54,6 +54,16 @@ def test_iam_statements_name_resources_and_actions(transformed, mode):
         assert not role["Properties"].get("ManagedPolicyArns"), "managed policies carry Resource *"
 
 
+# The admin API's BYOK writes: this region's BYOK secrets only (never another region's, never the upstream).
+BYOK_ADMIN_ACTIONS = {
+    "secretsmanager:CreateSecret",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:DeleteSecret",
+    "secretsmanager:RestoreSecret",
+}
+
+
 def test_function_role_reaches_exactly_the_stacks_tables_secret_and_log_group(transformed):
     stack = deployed(transformed, "streaming")
     role = function(stack)["Role"]
@@ -75,6 +85,8 @@ def test_function_role_reaches_exactly_the_stacks_tables_secret_and_log_group(tr
             "dynamodb:Query",
             "dynamodb:UpdateItem",
         },
+        repr({"Fn::Sub": CONTROL_TABLE}): CONTROL_ACTIONS,
+        repr({"Fn::Sub": f"{CONTROL_TABLE}/index/gsi1"}): {"dynamodb:Query"},
         repr({"Fn::GetAtt": ["RateLimitTable", "Arn"]}): {"dynamodb:GetItem", "dynamodb:UpdateItem"},
         repr({"Ref": "UpstreamSecret"}): {"secretsmanager:GetSecretValue"},
         repr(
@@ -82,13 +94,13 @@ def test_function_role_reaches_exactly_the_stacks_tables_secret_and_log_group(tr
                 "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
                 "${SecretPrefix}/byok/*/${RegionLabel}-??????"
             }
-        ): {"secretsmanager:GetSecretValue"},
+        ): {"secretsmanager:GetSecretValue", *BYOK_ADMIN_ACTIONS},
         repr(
             {
                 "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
                 "${SecretPrefix}/byok/*/${RegionLabel}"
             }
-        ): {"secretsmanager:GetSecretValue"},
+        ): {"secretsmanager:GetSecretValue", *BYOK_ADMIN_ACTIONS},
     }
 
 
@@ -149,9 +161,19 @@ _OPERATIONS = {
     "DeleteItem",
     "BatchGetItem",
     "ConditionCheckItem",
+    "TransactWriteItems",
 }
-# What the CLI alone does with the operator's credentials (never the function's role).
-_ADMIN_ONLY = {"create", "list", "revoke", "set_limits", "remove_limits", "list_limits"}
+# The control table (a global table, named by a parameter) and what the function does on it: the request
+# path's reads and last-use writes, and the admin API's writes (each with its audit entry).
+CONTROL_TABLE = "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${ControlTableName}"
+CONTROL_ACTIONS = {
+    "dynamodb:GetItem",
+    "dynamodb:Query",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:ConditionCheckItem",
+}
 
 
 def _function_statements(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -167,14 +189,19 @@ def test_dynamodb_actions_are_exactly_what_the_request_path_calls(template):
         for action in _as_list(statement["Action"])
         if action.startswith("dynamodb:")
     }
-    assert granted == {"GetItem", "Query", "UpdateItem"}
+    assert granted == {action.removeprefix("dynamodb:") for action in CONTROL_ACTIONS}
     for statement in statements.values():
         for resource in _as_list(statement["Resource"]):
-            assert "index" not in repr(resource), "gsi1 is queried by the CLI only"
+            if "index" in repr(resource):  # listings of the control plane only, and only Query
+                assert "ControlTableName" in repr(resource) and statement["Action"] == "dynamodb:Query"
+            elif "DataTable" in repr(resource) or "RateLimitTable" in repr(resource):
+                regional = set(_as_list(statement["Action"]))
+                assert regional <= {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"}
 
 
 def test_every_dynamodb_call_of_the_stores_is_granted_or_admin_only():
-    """Walk the store adapters: a DynamoDB call outside the CLI-only methods must be a granted action."""
+    """Walk the store adapters: every DynamoDB call they make must be a granted action (TransactWriteItems
+    is authorised as the actions of its items)."""
     import ast
     from pathlib import Path
 
@@ -183,15 +210,16 @@ def test_every_dynamodb_call_of_the_stores_is_granted_or_admin_only():
     used: set[str] = set()
     for path in sorted(Path(ROOT / "src" / "chatgate" / "stores").glob("*_dynamodb.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) or node.name in _ADMIN_ONLY:
-                continue
-            for inner in ast.walk(node):
-                if isinstance(inner, ast.Attribute) and inner.attr in _BOTO3_METHODS:
-                    used.add(_BOTO3_METHODS[inner.attr])
-                if isinstance(inner, ast.Constant) and inner.value in _OPERATIONS:
-                    used.add(inner.value)
-    assert used == {"GetItem", "Query", "UpdateItem"}
+        for inner in ast.walk(tree):
+            if isinstance(inner, ast.Attribute) and inner.attr in _BOTO3_METHODS:
+                used.add(_BOTO3_METHODS[inner.attr])
+            if isinstance(inner, ast.Constant) and inner.value in _OPERATIONS:
+                used.add(inner.value)
+    assert (
+        "TransactWriteItems" in used
+    )  # authorised as its items' actions: Put, Update, Delete, ConditionCheck
+    used.discard("TransactWriteItems")
+    assert used == {action.removeprefix("dynamodb:") for action in CONTROL_ACTIONS} - {"ConditionCheckItem"}
 
 
 def test_each_dynamodb_statement_is_held_to_its_partitions(template):
@@ -200,13 +228,7 @@ def test_each_dynamodb_statement_is_held_to_its_partitions(template):
     def leading_keys(sid: str) -> list[str]:
         return statements[sid]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
 
-    assert leading_keys("ReadKeysAndResponseOwners") == ["KEY#*", "RESP#*"]
-    assert leading_keys("RecordResponseOwners") == ["RESP#*"]
-    assert leading_keys("RecordKeyLastUse") == ["KEY#*"]
-    assert leading_keys("ReadLimitsWriteUsage") == ["WS#*"]
+    assert leading_keys("ReadAndRecordResponseOwners") == ["RESP#*"]
+    assert leading_keys("ReadAndWriteUsage") == ["WS#*"]
     assert leading_keys("CountRateLimits") == ["RL#*"]
-    # A key item can only get its last use written: never revoked_at, key_hash or a new key.
-    attributes = statements["RecordKeyLastUse"]["Condition"]["ForAllValues:StringEquals"][
-        "dynamodb:Attributes"
-    ]
-    assert sorted(attributes) == ["last_used_at", "pk", "sk"]
+    assert leading_keys("ControlPlane") == ["KEY#*", "WS#*", "ADMINKEY#*", "AUDIT"]

@@ -116,6 +116,28 @@ def test_template_table_settings_apply(dynamodb, template, env_name):
     assert (sse["Status"], sse["SSEType"]) == ("ENABLED", "KMS")
 
 
+def test_template_control_table_is_the_schema_table(dynamodb, template):
+    """The global table (created by the stack in ControlTableMode create) has the schema's design, and is
+    the table the function is told to use."""
+    props = template["Resources"]["ControlTable"]["Properties"]
+    dynamodb.create_table(**create_table_args("template-control", props))
+    dynamodb.create_table(**schema.control_table("schema-control"))
+    from_template = dynamodb.describe_table(TableName="template-control")["Table"]
+    from_schema = dynamodb.describe_table(TableName="schema-control")["Table"]
+    assert shape(from_template) == shape(from_schema)
+    assert props["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}  # replication needs it
+    assert props["SSESpecification"] == {"SSEEnabled": True, "SSEType": "KMS"}
+    env = template["Resources"]["ChatCompletionsFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["CHATGATE_CONTROL_TABLE_NAME"] == {
+        "Fn::If": ["CreateControlTable", {"Ref": "ControlTable"}, {"Ref": "ControlTableName"}]
+    }
+    [here, other] = props["Replicas"]
+    assert here["Region"] == {"Ref": "AWS::Region"} and here["DeletionProtectionEnabled"] is True
+    assert here["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert other["Fn::If"][0] == "ReplicateControlTable"
+    assert other["Fn::If"][1]["Region"] == {"Ref": "ControlTableReplicaRegion"}
+
+
 def test_every_template_table_is_one_the_app_uses(template):
     tables = {
         name for name, resource in template["Resources"].items() if resource["Type"] == "AWS::DynamoDB::Table"

@@ -146,6 +146,10 @@ class ControlStore(Protocol):
         """False if there is no such admin key."""
         ...
 
+    async def record(self, audit: AuditEntry) -> None:
+        """An audit entry for a change made outside the control plane (a BYOK secret)."""
+        ...
+
     async def list_audit(
         self, *, project_ids: frozenset[str], after: str | None, limit: int, event_types: frozenset[str]
     ) -> Page[AuditEntry]:

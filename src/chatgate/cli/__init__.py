@@ -9,6 +9,7 @@
                                  [--api-version V] [--deployment MODEL=DEPLOYMENT ...]   (and show / remove)
     chatgate usage --workspace W [--from DATE] [--to DATE] [--json]
     chatgate admin-keys create [--name N]
+    chatgate control migrate [--dry-run]
     chatgate invoke EVENT.json
 
 Administration commands use the AWS endpoints boto3 finds in the environment (AWS_ENDPOINT_URL* for an
@@ -21,7 +22,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from chatgate.cli import admin_keys, dev, invoke, keys, usage, workspaces
+from chatgate.cli import admin_keys, control, dev, invoke, keys, usage, workspaces
 from chatgate.cli.invoke import invoke_event
 from chatgate.cli.keys import create_key
 
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.register(commands)
     keys.register(commands)
     admin_keys.register(commands)
+    control.register(commands)
     workspaces.register(commands)
     usage.register(commands)
     invoke.register(commands)

@@ -212,10 +212,7 @@ class DynamoDBControlStore:
                     raise _unavailable(exc) from exc
                 except AwsUnreachable as exc:
                     raise _unavailable(exc) from exc
-        try:
-            await self._call("PutItem", {"TableName": self._table, "Item": _audit_item(audit)})
-        except (AwsError, AwsUnreachable) as exc:  # the change is made: keep its entry in the log
-            logger.error("audit entry not written (%s): %s", type(exc).__name__, _audit_item(audit))
+        await self.record(audit)  # the change is made: its entry goes in the log if the table refuses it
         return True
 
     async def _query(self, payload: dict[str, Any], *, want: int, keep: Any = None) -> Page[dict[str, Any]]:
@@ -344,6 +341,29 @@ class DynamoDBControlStore:
     async def delete_admin_key(self, key_id: str, audit: AuditEntry) -> bool:
         delete = {"Key": _admin_pk(key_id), "ConditionExpression": "attribute_exists(pk)"}
         return await self._transact([{"Delete": delete}], audit)
+
+    async def copy_item(self, item: dict[str, Any]) -> bool:
+        """The migration's write (admin/migration.py): the item as it is, unless its key exists."""
+        try:
+            await self._call(
+                "PutItem",
+                {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"},
+            )
+        except AwsError as exc:
+            if exc.code == "ConditionalCheckFailedException":
+                return False
+            raise _unavailable(exc) from exc
+        except AwsUnreachable as exc:
+            raise _unavailable(exc) from exc
+        return True
+
+    async def record(self, audit: AuditEntry) -> None:
+        """An audit entry alone, for a change made elsewhere (a BYOK secret in Secrets Manager). Written
+        after that change: if it fails, the entry is kept in the error log line."""
+        try:
+            await self._call("PutItem", {"TableName": self._table, "Item": _audit_item(audit)})
+        except (AwsError, AwsUnreachable) as exc:
+            logger.error("audit entry not written (%s): %s", type(exc).__name__, _audit_item(audit))
 
     # --- audit log --------------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from chatgate.admin.api import admin_keys, audit, keys, limits, projects, usage
+from chatgate.admin.api import admin_keys, audit, byok, keys, limits, projects, usage
 
 BASE = "/v1/organization"
 
@@ -31,6 +31,9 @@ def add_admin_routes(app: FastAPI, prefixes: tuple[str, ...]) -> None:
             (f"{project}/api_keys/{{api_key_id}}", keys.delete_api_key, "DELETE"),
             (f"{project}/rate_limits", limits.list_rate_limits, "GET"),
             (f"{project}/rate_limits/{{rate_limit_id}}", limits.update_rate_limit, "POST"),
+            (f"{project}/byok", byok.list_byok, "GET"),
+            (f"{project}/byok/{{region}}", byok.set_byok, "POST"),
+            (f"{project}/byok/{{region}}", byok.delete_byok, "DELETE"),
             (f"{base}/usage/completions", usage.usage_completions, "GET"),
             (f"{base}/admin_api_keys", admin_keys.list_admin_keys, "GET"),
             (f"{base}/admin_api_keys", admin_keys.create_admin_key, "POST"),
