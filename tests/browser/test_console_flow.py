@@ -323,3 +323,58 @@ def test_page_weight_and_time_to_interactive(browser: Any, dev: DevServer) -> No
         f"interactive at {interactive:.0f} ms ({elapsed * 1000:.0f} ms wall)"
     )
     assert watched.complaints() == []
+
+
+def test_byok_resources_are_set_shown_without_the_key_and_removed(browser: Any, dev: DevServer) -> None:
+    secret = "azure-key-that-must-never-show-" + "x" * 8
+    with dev.admin() as admin:
+        assert admin.post("projects", json={"name": "Own Azure", "id": "own-azure"}).status_code == 200
+    watched = new_page(browser)
+    page = watched.page
+    sign_in(page, dev.base, dev.admin_key)
+    page.goto(f"{dev.base}/console#/workspaces/own-azure/byok")
+    page.get_by_text("No resource of its own").wait_for()
+
+    # An endpoint the gateway would never call: the API's refusal, as written.
+    page.get_by_label("Region").select_option("eu")
+    page.get_by_label("Azure endpoint").fill("https://attacker.example.com")
+    page.get_by_label("Azure API key").fill(secret)
+    page.get_by_role("button", name="Save resource").click()
+    refusal = page.get_by_role("alert")
+    refusal.wait_for()
+    with dev.admin() as admin:
+        direct = admin.post(
+            "projects/own-azure/byok/eu", json={"endpoint": "https://attacker.example.com", "api_key": secret}
+        )
+    assert direct.status_code == 400
+    assert refusal.text_content() == direct.json()["error"]["message"]
+    assert page.get_by_label("Azure API key").input_value() == ""  # the key is not kept in the form
+
+    # A real-looking resource with a deployment map: listed without its key.
+    page.get_by_label("Azure endpoint").fill("https://acme-eu.openai.azure.com")
+    page.get_by_label("Azure API key").fill(secret)
+    page.get_by_label("Deployments (optional, one model=deployment per line)").fill(
+        "gpt-4o-mini=acme-mini\ngpt-4o = acme-4o"
+    )
+    page.get_by_role("button", name="Save resource").click()
+    page.get_by_text("Saved the eu resource.").wait_for()
+    row = cells(watched, "acme-eu.openai.azure.com")
+    assert row[0] == "eu" and row[1] == "https://acme-eu.openai.azure.com"
+    assert row[3] == "gpt-4o-mini → acme-mini, gpt-4o → acme-4o"
+    assert secret not in page.content()
+    with dev.admin() as admin:
+        listed = admin.get("projects/own-azure/byok").json()
+    assert listed["data"][0]["deployments"] == {"gpt-4o-mini": "acme-mini", "gpt-4o": "acme-4o"}
+    assert secret not in str(listed)
+    screenshot(page, "byok")
+
+    # Removed, after a confirmation.
+    page.get_by_role("button", name="Remove the eu resource").click()
+    page.get_by_role("dialog").get_by_role("button", name="Remove").click()
+    page.get_by_text("No resource of its own").wait_for()
+    with dev.admin() as admin:
+        assert admin.get("projects/own-azure/byok").json()["data"] == []
+    assert watched.errors == [
+        "Failed to load resource: the server responded with a status of 400 (Bad Request)"
+    ]
+    assert watched.dialogs == []
