@@ -240,7 +240,11 @@ def test_the_admin_console_end_to_end(browser: Any, dev: DevServer) -> None:
     page.get_by_role("link", name="Audit log").click()
     page.get_by_label("Workspace").select_option(WORKSPACE)
     page.get_by_role("button", name="Filter").click()
-    page.get_by_role("cell", name="api_key.deleted", exact=True).wait_for()
+    page.wait_for_function(  # the filtered page replaced the unfiltered one
+        "(id) => { const rows = [...document.querySelectorAll('main table.data tbody tr')];"
+        " return rows.length > 0 && rows.every((r) => r.cells[2].textContent.includes(id)); }",
+        arg=WORKSPACE,
+    )
     events = page.locator("main table.data tbody tr td:nth-child(2)").all_text_contents()
     assert events[0] == "api_key.deleted"
     assert {"project.created", "rate_limit.updated"} <= set(events)
@@ -358,6 +362,7 @@ def test_byok_resources_are_set_shown_without_the_key_and_removed(browser: Any, 
     )
     page.get_by_role("button", name="Save resource").click()
     page.get_by_text("Saved the eu resource.").wait_for()
+    page.get_by_role("cell", name="https://acme-eu.openai.azure.com", exact=True).wait_for()
     row = cells(watched, "acme-eu.openai.azure.com")
     assert row[0] == "eu" and row[1] == "https://acme-eu.openai.azure.com"
     assert row[3] == "gpt-4o-mini → acme-mini, gpt-4o → acme-4o"

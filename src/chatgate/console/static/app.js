@@ -25,6 +25,7 @@ function setHeader() {
     return;
   }
   const scope = me.project_id ? `workspace admin of ${me.project_id}` : "organisation admin";
+  nav.querySelector("a").textContent = me.project_id ? "My workspace" : "Workspaces";
   who.textContent = `${me.name || me.id} (${scope})`;
   for (const link of nav.querySelectorAll("a")) {
     const here = window.location.hash || "#/";

@@ -62,7 +62,7 @@ export async function renderAudit(view, { me }) {
       table(
         [
           { title: "When", cell: (e) => when(e.effective_at) },
-          { title: "Event", cell: (e) => h("code", {}, e.type) },
+          { title: "Event", cls: "nowrap", cell: (e) => h("code", {}, e.type) },
           { title: "Workspace", cell: (e) => (e.project ? (e.project.name ? `${e.project.name} (${e.project.id})` : e.project.id) : "—") },
           { title: "By (admin key)", cell: (e) => actor(e) },
           { title: "Request", cell: (e) => (e.request_id ? h("code", {}, e.request_id) : "—") },

@@ -77,8 +77,8 @@ export async function renderByok(panel, { project }) {
     apiKey.value = "";
     if (saved) {
       form.reset();
-      show(output, h("p", { class: "notice" }, `Saved the ${region.value} resource.`));
-      await refresh();
+      await refresh(); // the list shows the resource before the message says so
+      show(output, h("p", { class: "notice" }, `Saved the ${saved.region} resource.`));
     }
   });
 
