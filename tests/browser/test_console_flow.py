@@ -383,3 +383,14 @@ def test_byok_resources_are_set_shown_without_the_key_and_removed(browser: Any, 
         "Failed to load resource: the server responded with a status of 400 (Bad Request)"
     ]
     assert watched.dialogs == []
+
+    # Then the workspace itself is archived, after a confirmation: gone from the list, shown on request.
+    page.goto(f"{dev.base}/console#/")
+    page.get_by_role("button", name="Archive workspace Own Azure").click()
+    page.get_by_role("dialog").get_by_role("button", name="Archive").click()
+    page.get_by_role("link", name="Own Azure").wait_for(state="detached")
+    page.get_by_label("Show archived workspaces").check()
+    page.get_by_role("link", name="Own Azure").wait_for()
+    assert cells(watched, "own-azure")[2] == "archived"
+    with dev.admin() as admin:
+        assert admin.get("projects/own-azure").json()["status"] == "archived"
