@@ -100,18 +100,19 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def new_key() -> tuple[str, str, str]:
-    """A fresh key: (key, key_id, key_hash). The key is shown once and never stored."""
+def new_key(kind: str = KEY_PREFIX) -> tuple[str, str, str]:
+    """A fresh key: (key, key_id, key_hash). The key is shown once and never stored. `kind` is its
+    prefix: `cg` for workspace keys, `cga` for admin keys (chatgate.admin.admin_keys)."""
     key_id = secrets.token_hex(8)
-    key = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
+    key = f"{kind}_{key_id}_{secrets.token_urlsafe(32)}"
     return key, key_id, hash_key(key)
 
 
-def parse_key_id(key: str) -> str | None:
-    """The key id inside a well-formed key, or None."""
+def parse_key_id(key: str, kind: str = KEY_PREFIX) -> str | None:
+    """The key id inside a well-formed key of that kind, or None."""
     prefix, _, rest = key.partition("_")
     key_id, _, secret = rest.partition("_")
-    if prefix != KEY_PREFIX or len(key_id) != 16 or not secret:
+    if prefix != kind or len(key_id) != 16 or not secret:
         return None
     if not all(c in "0123456789abcdef" for c in key_id):
         return None

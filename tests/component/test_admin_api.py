@@ -281,10 +281,9 @@ def test_revocation_archive_and_admin_key_deletion_take_effect(
     assert gone == {"object": "organization.admin_api_key.deleted", "id": other["id"], "deleted": True}
     assert Admin(gateway, other["value"]).error("GET", "/me", 401)["code"] == "invalid_api_key"
 
-    types = [
-        e["type"]
-        for e in org.call("GET", "/audit_logs", "ListAuditLogsResponse", params={"limit": 100})["data"]
-    ]
+    log = org.call("GET", "/audit_logs", "ListAuditLogsResponse", params={"limit": 100})["data"]
+    assert log[-1]["actor"] == {"type": "session", "session": {"user": {"id": "chatgate-cli"}}}
+    types = [entry["type"] for entry in log]
     assert types == [
         "api_key.deleted",
         "api_key.created",

@@ -29,6 +29,8 @@ EXPECTED: dict[str, tuple[int, str | None]] = {
     "chat_completions_content_filter.json": (400, "content_filter"),
     "chat_completions_rate_limited.json": (429, "rate_limit_exceeded"),
     "models_list.json": (200, None),
+    # The admin API refuses a model key (the events/ key is a workspace key).
+    "admin_model_key_refused.json": (401, "invalid_api_key"),
     "responses_success.json": (200, None),
     "responses_stream.json": (200, None),
 }

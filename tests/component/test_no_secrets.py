@@ -20,6 +20,7 @@ from tests.support.emf import emf_records
 
 OWN_KEY = "acme-own-azure-key-3b8e51f0c2d94a17"
 WRONG_KEY = "globex-stale-azure-key-9d02e6a4b1"
+API_SET_KEY = "acme-us-azure-key-set-over-http-51c2"
 HI = [{"role": "user", "content": "hi"}]
 FAIL = [{"role": "user", "content": "[[server_error]] hi"}]
 PROMPT = "Tell me about the zebra-quartz-7f3a project in one paragraph."
@@ -91,6 +92,29 @@ def test_no_secret_reaches_a_log_line_or_the_cli_output(
         assert response.status_code == 401
         assert acme_key.split("_", 2)[2] not in response.text  # the error names a masked key only
 
+    # The admin API: an admin key (printed once by the CLI), calls that succeed and fail, a key created and
+    # a bring-your-own-keys resource set over HTTP.
+    earlier = capfd.readouterr()  # the traffic's metrics lines so far, kept for the final check
+    assert run(["admin-keys", "create"]) == 0
+    created = capfd.readouterr()
+    [admin_key] = created.out.splitlines()  # alone on stdout
+    assert admin_key not in created.err
+    admin = httpx.Client(
+        base_url=f"{gateway}/v1/organization", headers={"authorization": f"Bearer {admin_key}"}
+    )
+    account = admin.post("/projects/acme/service_accounts", json={"name": "api key"}).json()
+    api_key = account["api_key"]["value"]
+    set_own = {"endpoint": own_azure.url, "api_key": API_SET_KEY}
+    assert admin.post("/projects/acme/byok/us", json=set_own).status_code == 200
+    assert admin.get("/projects/acme/byok").status_code == 200
+    assert admin.delete("/projects/acme/byok/us").status_code == 200
+    for header in (f"Bearer {admin_key}x", f"Bearer {api_key}", f"Bearer {admin_key[:-4]}"):
+        assert (
+            httpx.get(f"{gateway}/v1/organization/me", headers={"authorization": header}).status_code == 401
+        )
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{gateway}/openai/eu/v1", api_key=admin_key, max_retries=0).models.list()
+
     # Reading it all back.
     assert run(["keys", "list", "--workspace", "acme"]) == 0
     assert run(["keys", "list", "--workspace", "acme", "--json"]) == 0
@@ -98,10 +122,19 @@ def test_no_secret_reaches_a_log_line_or_the_cli_output(
     assert run(["workspaces", "byok", "remove", "--workspace", "globex", "--region", "eu"]) == 0
 
     captured = capfd.readouterr()
-    seen = "\n".join([captured.out, captured.err, caplog.text, *(r.getMessage() for r in caplog.records)])
+    seen = "\n".join(
+        [
+            earlier.out,
+            earlier.err,
+            captured.out,
+            captured.err,
+            caplog.text,
+            *(r.getMessage() for r in caplog.records),
+        ]
+    )
     assert "chatgate/byok/acme/eu" in seen and "gpt-4o" in seen  # the session did produce output
     # ...metrics lines included (one per request; the stream's may trail its [DONE], so all but one)
-    assert len(emf_records(captured.out)) >= 8  # 9 requests
+    assert len(emf_records(earlier.out + captured.out)) >= 8  # 9 model requests (and the admin calls)
     for what, text in {
         "a prompt": PROMPT,
         "a completion": completion,
@@ -118,6 +151,9 @@ def test_no_secret_reaches_a_log_line_or_the_cli_output(
         "acme's API key secret": acme_key.split("_", 2)[2],
         "globex's API key secret": globex_key.split("_", 2)[2],
         "the events key secret": stack.key.split("_", 2)[2],
+        "the admin key secret": admin_key.split("_", 2)[2],
+        "a key created through the admin API": api_key.split("_", 2)[2],
+        "an Azure key set through the admin API": API_SET_KEY,
     }
     for what, secret in secrets.items():
         assert secret not in seen, f"{what} appears in a log line or the CLI output"

@@ -11,14 +11,13 @@ A deleted key, or one whose workspace is archived, stops working within `CHATGAT
 from __future__ import annotations
 
 import hmac
-import secrets
 import time
 from collections.abc import Callable
 
 from chatgate.admin import audit
 from chatgate.admin.control import Actor, AdminKey, ControlStore
 from chatgate.admin.workspaces import changeable, check_name
-from chatgate.auth import KEY_PREFIX, bearer_token, hash_key
+from chatgate.auth import KEY_PREFIX, bearer_token, hash_key, new_key, parse_key_id
 from chatgate.errors import InvalidApiKey, NotFound
 
 ADMIN_KEY_PREFIX = "cga"
@@ -27,24 +26,12 @@ _CACHE_MAX_ENTRIES = 1_000
 
 def new_admin_key() -> tuple[str, str, str]:
     """(key, key_id, key_hash): the key is shown once and never stored."""
-    key_id = secrets.token_hex(8)
-    key = f"{ADMIN_KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
-    return key, key_id, hash_key(key)
+    return new_key(ADMIN_KEY_PREFIX)
 
 
 def redacted(key_id: str) -> str:
     """How a key is shown after creation: its prefix and id, never its secret."""
     return f"{ADMIN_KEY_PREFIX}_{key_id}_..."
-
-
-def parse_admin_key_id(key: str) -> str | None:
-    prefix, _, rest = key.partition("_")
-    key_id, _, secret = rest.partition("_")
-    if prefix != ADMIN_KEY_PREFIX or len(key_id) != 16 or not secret:
-        return None
-    if not all(c in "0123456789abcdef" for c in key_id):
-        return None
-    return key_id
 
 
 def _not_found(key_id: str) -> NotFound:
@@ -106,7 +93,7 @@ class AdminAuthenticator:
 
     async def authenticate(self, authorization: str | None, request_id: str | None = None) -> Actor:
         key = bearer_token(authorization)
-        key_id = parse_admin_key_id(key)
+        key_id = parse_key_id(key, ADMIN_KEY_PREFIX)
         if key_id is None:
             if key.startswith(f"{KEY_PREFIX}_"):
                 raise InvalidApiKey(

@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from chatgate.admin import audit
-from chatgate.admin.control import Actor, ControlStore
-from chatgate.admin.workspaces import changeable, visible
+from chatgate.admin.control import Actor, ControlStore, Workspace
+from chatgate.admin.workspaces import changeable, ensure_workspace, visible
 from chatgate.errors import InvalidRequest, NotFound
 from chatgate.upstream.config import AzureResource, EndpointPolicy, normalize_api_version
 
@@ -27,9 +27,14 @@ MAX_KEY_LENGTH = 1024
 
 
 class ByokSecret(Protocol):
-    name: str
-    resource: AzureResource
-    updated_at: int | None
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def resource(self) -> AzureResource: ...
+
+    @property
+    def updated_at(self) -> int | None: ...
 
 
 class ByokStore(Protocol):
@@ -115,7 +120,10 @@ async def set_resource(
     region: str,
     resource: AzureResource,
 ) -> ByokSecret:
-    workspace = await changeable(store, actor, workspace_id)
+    if actor.kind == "cli":  # the operator may configure a workspace the control plane does not know yet
+        workspace = await ensure_workspace(store, actor, workspace_id)
+    else:
+        workspace = await changeable(store, actor, workspace_id)
     await asyncio.to_thread(byok.put, workspace_id, region, resource)
     secret = await asyncio.to_thread(byok.get, workspace_id, region)
     assert secret is not None
@@ -127,7 +135,9 @@ async def set_resource(
 async def remove_resource(
     store: ControlStore, byok: ByokStore, actor: Actor, workspace_id: str, region: str
 ) -> None:
-    workspace = await visible(store, actor, workspace_id)
+    workspace: Workspace | str = workspace_id
+    if actor.kind != "cli":  # the operator may remove what a workspace unknown to the control plane has
+        workspace = await visible(store, actor, workspace_id)
     if not await asyncio.to_thread(byok.delete, workspace_id, region):
         raise NotFound(
             f"Project '{workspace_id}' has no bring-your-own-keys resource in region '{region}'.",

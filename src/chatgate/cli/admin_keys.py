@@ -6,12 +6,11 @@ Printed once, alone on its line on stdout (stored as its hash); everything else 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
 from chatgate.admin.admin_keys import create_admin_key
 from chatgate.admin.control import CLI
-from chatgate.cli.common import Commands, control_store, runs
+from chatgate.cli.common import Commands, control_store, run_async, runs
 from chatgate.settings import Settings
 
 
@@ -24,7 +23,7 @@ def register(commands: Commands) -> None:
 
 
 def run_create(args: argparse.Namespace) -> int:
-    key, _ = asyncio.run(create_admin_key(control_store(Settings()), CLI, args.name))
+    key, _ = run_async(create_admin_key(control_store(Settings()), CLI, args.name))
     print(key)
     print("Store this admin key now: it is shown only once.", file=sys.stderr)
     return 0

@@ -21,7 +21,10 @@ import sys
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from chatgate.cli.common import Commands, fail, runs, secretsmanager, when
+from chatgate.admin import byok as admin_byok
+from chatgate.admin.control import CLI
+from chatgate.cli.common import Commands, control_store, fail, run_async, runs, secretsmanager, when
+from chatgate.errors import NotFound
 from chatgate.settings import KNOWN_REGIONS, Settings
 from chatgate.upstream.config import (
     DEFAULT_API_VERSION,
@@ -199,9 +202,14 @@ def run_set(args: argparse.Namespace) -> int:
     )
     settings = Settings()
     try:
-        name = byok_store(settings).put(workspace, args.region, resource)
+        secret = run_async(
+            admin_byok.set_resource(
+                control_store(settings), byok_store(settings), CLI, workspace, args.region, resource
+            )
+        )
     except ByokStoreError as error:
         fail(str(error))
+    name = secret.name
     print(f"workspace {workspace}, region {args.region}: bring-your-own-keys stored")
     print(f"  endpoint:    {resource.endpoint}")
     print(f"  api version: {resource.api_version}")
@@ -245,10 +253,14 @@ def run_remove(args: argparse.Namespace) -> int:
     workspace = check_workspace(args.workspace)
     settings = Settings()
     try:
-        removed = byok_store(settings).delete(workspace, args.region)
+        run_async(
+            admin_byok.remove_resource(
+                control_store(settings), byok_store(settings), CLI, workspace, args.region
+            )
+        )
     except ByokStoreError as error:
         fail(str(error))
-    if not removed:
+    except NotFound:
         fail(f"workspace {workspace} has no bring-your-own-keys configuration for region {args.region}")
     print(
         f"workspace {workspace}, region {args.region}: bring-your-own-keys removed; requests use the "

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from chatgate.settings import Settings
 
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
     from chatgate.stores.control_dynamodb import DynamoDBControlStore
+
+T = TypeVar("T")
 
 # argparse's `add_subparsers()` result (a private class; typed loosely on purpose).
 Commands = Any
@@ -37,6 +40,18 @@ def secretsmanager(settings: Settings) -> SecretsManagerClient:
     from chatgate.wiring import aws_clients
 
     return aws_clients(settings)[1]
+
+
+def run_async(work: Coroutine[Any, Any, T]) -> T:
+    """Run a domain coroutine from a command on an event loop of its own, leaving the thread's current
+    loop alone (asyncio.run unsets it, and the Mangum handler of `chatgate invoke`, in the same process,
+    takes the current one)."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(work)
+    finally:
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
 
 
 class CommandError(Exception):

@@ -5,13 +5,12 @@ gives the order (EU first, then US)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
 from chatgate.admin.control import CLI
 from chatgate.admin.migration import migrate
-from chatgate.cli.common import Commands, control_store, dynamodb, runs
+from chatgate.cli.common import Commands, control_store, dynamodb, run_async, runs
 from chatgate.settings import Settings
 
 
@@ -33,7 +32,7 @@ def _data_items(settings: Settings) -> Iterator[dict[str, Any]]:
 def run_migrate(args: argparse.Namespace) -> int:
     settings = Settings()
     items = list(_data_items(settings))
-    report = asyncio.run(migrate(items, control_store(settings), CLI, dry_run=args.dry_run))
+    report = run_async(migrate(items, control_store(settings), CLI, dry_run=args.dry_run))
     print(
         f"{settings.table_name} -> {settings.control_table_name}"
         + (" (dry run: nothing written)" if args.dry_run else "")

@@ -6,7 +6,6 @@ is the CLI, that is whoever holds the AWS credentials)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import time
@@ -14,7 +13,7 @@ import time
 from chatgate.admin import keys
 from chatgate.admin.control import CLI
 from chatgate.auth import ApiKey
-from chatgate.cli.common import Commands, control_store, iso, print_table, runs, when
+from chatgate.cli.common import Commands, control_store, iso, print_table, run_async, runs, when
 from chatgate.settings import Settings
 
 
@@ -38,9 +37,7 @@ def register(commands: Commands) -> None:
 def create_key(settings: Settings, workspace: str, name: str, expires_at: int | None = None) -> str:
     """Create a key for a workspace (created too if new); returns the key (the only time it exists in
     clear)."""
-    key, _ = asyncio.run(
-        keys.create_key(control_store(settings), CLI, workspace, name, expires_at=expires_at)
-    )
+    key, _ = run_async(keys.create_key(control_store(settings), CLI, workspace, name, expires_at=expires_at))
     return key
 
 
@@ -56,7 +53,7 @@ def run_create(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     store = control_store(Settings())
-    listed: list[ApiKey] = asyncio.run(store.list_keys(args.workspace))  # revoked keys included
+    listed: list[ApiKey] = run_async(store.list_keys(args.workspace))  # revoked keys included
     now = time.time()
     if args.json:
         document = [
@@ -90,6 +87,6 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_revoke(args: argparse.Namespace) -> int:
-    key = asyncio.run(keys.revoke_key(control_store(Settings()), CLI, None, args.key_id))
+    key = run_async(keys.revoke_key(control_store(Settings()), CLI, None, args.key_id))
     print(f"revoked {key.key_id} (workspace {key.workspace_id})")
     return 0

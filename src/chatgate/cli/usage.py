@@ -8,11 +8,10 @@ Azure's usage chunk); their tokens are included in PROMPT and COMPLETION.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from datetime import UTC, date, datetime, timedelta
 
-from chatgate.cli.common import CommandError, Commands, dynamodb, fail, print_table, runs
+from chatgate.cli.common import CommandError, Commands, dynamodb, fail, print_table, run_async, runs
 from chatgate.settings import Settings
 from chatgate.usage import UsageRecord
 
@@ -64,7 +63,7 @@ def run_usage(args: argparse.Namespace) -> int:
     first, last = day_range(args.first, args.last)
     store = DynamoDBUsageStore(dynamodb(settings), settings.table_name)
     try:
-        records = asyncio.run(store.records(args.workspace, first.isoformat(), last.isoformat()))
+        records = run_async(store.records(args.workspace, first.isoformat(), last.isoformat()))
     except UsageStoreError as error:
         fail(str(error))
     total = totals(args.workspace, records)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 
 from chatgate.admin import limits
 from chatgate.admin.control import CLI
 from chatgate.cli import byok
-from chatgate.cli.common import Commands, control_store, fail, print_table, runs
+from chatgate.cli.common import Commands, control_store, fail, print_table, run_async, runs
 from chatgate.ratelimit import Limits
 from chatgate.settings import Settings
 
@@ -42,7 +41,7 @@ def run_limits_set(args: argparse.Namespace) -> int:
     if args.rpm < 0 or args.tpm < 0:
         fail("--rpm and --tpm must not be negative", 2)
     settings = Settings()
-    asyncio.run(
+    run_async(
         limits.set_limits(
             control_store(settings),
             CLI,
@@ -64,7 +63,7 @@ def run_limits_show(args: argparse.Namespace) -> int:
     settings = Settings()
     rows = [("MODEL", "RPM", "TPM")]
     rows.append(("(default)", str(settings.rpm_limit), str(settings.tpm_limit)))
-    overrides = asyncio.run(control_store(settings).get_limits(args.workspace))
+    overrides = run_async(control_store(settings).get_limits(args.workspace))
     for model, override in sorted(overrides.items()):
         rows.append((model, str(override.requests), str(override.tokens)))
     print_table(rows)
@@ -72,6 +71,6 @@ def run_limits_show(args: argparse.Namespace) -> int:
 
 
 def run_limits_remove(args: argparse.Namespace) -> int:
-    asyncio.run(limits.remove_limits(control_store(Settings()), CLI, args.workspace, args.model))
+    run_async(limits.remove_limits(control_store(Settings()), CLI, args.workspace, args.model))
     print(f"workspace {args.workspace}, model {args.model}: back to the default limits")
     return 0
