@@ -14,7 +14,7 @@ that stops working between two clicks.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -32,6 +32,7 @@ SCRIPT = "</code><script>alert(2)</script>"
 ORG_KEY = "sk-admin-fake-org"
 WORKSPACE_KEY = "sk-admin-fake-ws"
 NOW = 1_796_000_000
+Handler = Callable[[Request], Awaitable[JSONResponse]]
 
 
 def error(status: int, message: str, code: str) -> JSONResponse:
@@ -61,32 +62,40 @@ class FakeAdminApi:
     def app(self) -> Starlette:
         base = "/v1/organization"
         routes = [
-            Route(f"{base}/me", self.me),
-            Route(f"{base}/projects", self.projects),
-            Route(f"{base}/projects/{{pid}}", self.project),
-            Route(f"{base}/projects/{{pid}}/api_keys", self.keys),
-            Route(f"{base}/projects/{{pid}}/rate_limits", self.limits),
-            Route(f"{base}/projects/{{pid}}/rate_limits/{{rid}}", self.set_limit, methods=["POST"]),
-            Route(f"{base}/projects/{{pid}}/byok", self.byok),
-            Route(f"{base}/usage/completions", self.usage),
-            Route(f"{base}/audit_logs", self.audit),
+            Route(f"{base}/me", self.guarded(self.me)),
+            Route(f"{base}/projects", self.guarded(self.projects)),
+            Route(f"{base}/projects/{{pid}}", self.guarded(self.project)),
+            Route(f"{base}/projects/{{pid}}/api_keys", self.guarded(self.keys)),
+            Route(f"{base}/projects/{{pid}}/rate_limits", self.guarded(self.limits)),
+            Route(
+                f"{base}/projects/{{pid}}/rate_limits/{{rid}}", self.guarded(self.set_limit), methods=["POST"]
+            ),
+            Route(f"{base}/projects/{{pid}}/byok", self.guarded(self.byok)),
+            Route(f"{base}/usage/completions", self.guarded(self.usage)),
+            Route(f"{base}/audit_logs", self.guarded(self.audit)),
         ]
         app = Starlette(routes=routes)
         add_console_routes(app, ("",))
         return app
 
-    def guard(self, request: Request) -> JSONResponse | dict[str, Any]:
-        caller = self.caller(request)
-        if caller is None:
-            return error(401, "Incorrect admin key provided <b>(revoked)</b>.", "invalid_api_key")
-        pid = request.path_params.get("pid")
-        if (pid is not None and pid not in ("w1", XSS)) or (caller["project_id"] and pid not in (None, "w1")):
-            return error(404, f"No project with id '{pid}'.", "not_found")
-        return caller
+    def guarded(self, handler: Handler) -> Handler:
+        """The admin API's two refusals before any handler: a key it does not know (401), a project the
+        key may not see (404, as if it did not exist)."""
+
+        async def endpoint(request: Request) -> JSONResponse:
+            caller = self.caller(request)
+            if caller is None:
+                return error(401, "Incorrect admin key provided <b>(revoked)</b>.", "invalid_api_key")
+            pid = request.path_params.get("pid")
+            hidden = caller["project_id"] and pid not in (None, "w1")
+            if (pid is not None and pid not in ("w1", XSS)) or hidden:
+                return error(404, f"No project with id '{pid}'.", "not_found")
+            return await handler(request)
+
+        return endpoint
 
     async def me(self, request: Request) -> JSONResponse:
-        caller = self.guard(request)
-        return caller if isinstance(caller, JSONResponse) else JSONResponse(caller)
+        return JSONResponse(self.caller(request))
 
     def project_object(self, pid: str) -> dict[str, Any]:
         return {
@@ -98,22 +107,15 @@ class FakeAdminApi:
         }
 
     async def projects(self, request: Request) -> JSONResponse:
-        caller = self.guard(request)
-        if isinstance(caller, JSONResponse):
-            return caller
+        caller = self.caller(request)
+        assert caller is not None
         data = [self.project_object("w1")] + ([] if caller["project_id"] else [self.project_object(XSS)])
         return JSONResponse({"object": "list", "data": data, "has_more": False, "last_id": data[-1]["id"]})
 
     async def project(self, request: Request) -> JSONResponse:
-        caller = self.guard(request)
-        if isinstance(caller, JSONResponse):
-            return caller
         return JSONResponse(self.project_object(request.path_params["pid"]))
 
     async def keys(self, request: Request) -> JSONResponse:
-        caller = self.guard(request)
-        if isinstance(caller, JSONResponse):
-            return caller
         key = {
             "object": "organization.project.api_key",
             "id": "key_1",
@@ -127,9 +129,6 @@ class FakeAdminApi:
         return JSONResponse({"object": "list", "data": [key], "has_more": False})
 
     async def limits(self, request: Request) -> JSONResponse:
-        caller = self.guard(request)
-        if isinstance(caller, JSONResponse):
-            return caller
         limit = {
             "object": "project.rate_limit",
             "id": "rl-gpt-4o",
@@ -140,15 +139,9 @@ class FakeAdminApi:
         return JSONResponse({"object": "list", "data": [limit], "has_more": False})
 
     async def set_limit(self, request: Request) -> JSONResponse:
-        caller = self.guard(request)
-        if isinstance(caller, JSONResponse):
-            return caller
         return error(400, self.limit_error or "nope", "invalid_value")
 
     async def byok(self, request: Request) -> JSONResponse:
-        caller = self.guard(request)
-        if isinstance(caller, JSONResponse):
-            return caller
         resource = {
             "object": "organization.project.byok",
             "region": "eu",
@@ -159,9 +152,6 @@ class FakeAdminApi:
         return JSONResponse({"object": "list", "data": [resource]})
 
     async def usage(self, request: Request) -> JSONResponse:
-        caller = self.guard(request)
-        if isinstance(caller, JSONResponse):
-            return caller
         start = int(request.query_params["start_time"])
         end = int(request.query_params["end_time"])
         buckets = []
@@ -182,9 +172,6 @@ class FakeAdminApi:
         return JSONResponse({"object": "page", "data": buckets, "has_more": False, "next_page": None})
 
     async def audit(self, request: Request) -> JSONResponse:
-        caller = self.guard(request)
-        if isinstance(caller, JSONResponse):
-            return caller
         entry = {
             "id": "audit_1",
             "type": "project.created",
