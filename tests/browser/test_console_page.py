@@ -201,6 +201,12 @@ def no_markup_ran(watched: Watched) -> None:
     page = watched.page
     assert page.locator("main img, main script").count() == 0
     assert watched.complaints() == []
+    unnamed = page.evaluate(
+        "[...document.querySelectorAll('input, select, textarea, button')]"
+        ".filter((e) => !(e.labels?.length || e.getAttribute('aria-label') || e.textContent.trim()))"
+        ".map((e) => e.outerHTML)"
+    )
+    assert unnamed == [], f"controls without a label: {unnamed}"
 
 
 def test_names_render_as_text_on_every_page(browser: Any, fake: tuple[FakeAdminApi, str]) -> None:
@@ -307,4 +313,26 @@ def test_keyboard_only_and_readable_at_400_px(browser: Any, fake: tuple[FakeAdmi
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{tab}: {overflow} px wider than the 400 px window"
     screenshot(page, "fake-usage-400px")
+    assert watched.complaints() == []
+
+
+def test_usage_for_a_chosen_range_with_totals(browser: Any, fake: tuple[FakeAdminApi, str]) -> None:
+    _, base = fake
+    watched = new_page(browser)
+    page = watched.page
+    sign_in(page, base, ORG_KEY)
+    page.goto(f"{base}/console#/workspaces/w1/usage")
+    page.locator("main table.data").wait_for()
+    page.get_by_label("From (UTC)").fill("2026-03-01")
+    page.get_by_label("To (UTC, included)").fill("2026-03-03")
+    page.get_by_role("button", name="Show").click()
+    page.get_by_role("cell", name="2026-03-03", exact=True).first.wait_for()
+    days = page.locator("main table.data tbody tr td:first-child").all_text_contents()
+    assert days == ["2026-03-01"] * 2 + ["2026-03-02"] * 2 + ["2026-03-03"] * 2 + ["Total"]
+    total = page.locator("main table.data tbody tr", has_text="Total").locator("td").all_text_contents()
+    # the fake: day d (from 0) has 1000(d+1) input, 300(d+1) output, 10+d requests, d % 3 429s, per model
+    assert total[2:] == ["12,000", "3,600", "66", "6"]
+    page.get_by_label("From (UTC)").fill("2026-03-04")
+    page.get_by_role("button", name="Show").click()
+    page.get_by_text("The range starts after it ends.").wait_for()
     assert watched.complaints() == []
