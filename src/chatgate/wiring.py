@@ -169,6 +169,10 @@ def build_services(settings: Settings) -> Services:
         aws_http=aws_http,
         ownership=ResponseOwnership(DynamoDBOwnershipStore(dynamodb, settings.table_name)),
         control=control,
-        admin_auth=AdminAuthenticator(control, cache_seconds=settings.key_cache_seconds),
+        admin_auth=AdminAuthenticator(
+            control,
+            cache_seconds=settings.key_cache_seconds,
+            last_used_interval=settings.key_last_used_interval_seconds,
+        ),
         usage_records=usage_records,
     )

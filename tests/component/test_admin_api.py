@@ -66,6 +66,7 @@ def test_the_newcomers_walkthrough(stack: Stack, gateway: str, capsys: pytest.Ca
 
     me = org.call("GET", "/me", "AdminApiKey")
     assert me["project_id"] is None  # an organisation admin
+    assert isinstance(me["last_used_at"], int)  # this very call
 
     project = org.call("POST", "/projects", "Project", json={"name": "Acme", "id": "acme"})
     assert project == {

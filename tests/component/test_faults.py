@@ -62,8 +62,8 @@ def test_key_store_failing_during_authentication_is_503_never_401(
 ) -> None:
     gateway, proxy = faulty
     key = stack.create_key("acme")
-    data_table = stack.settings.table_name
-    proxy.fail = lambda call: fault if call.operation == "GetItem" and call.table == data_table else None
+    key_table = stack.settings.control_table_name  # keys are control data
+    proxy.fail = lambda call: fault if call.operation == "GetItem" and call.table == key_table else None
     for payload in (body(), body(stream=True)):
         assert_unavailable(post(gateway, key, payload))
     assert proxy.failed()
@@ -96,11 +96,12 @@ def test_workspace_limits_failing_is_503(faulty: tuple[str, FaultyAws], stack: S
 def test_writes_after_the_response_failing_do_not_change_it(
     faulty: tuple[str, FaultyAws], stack: Stack
 ) -> None:
-    """The last-use and usage-record writes (UpdateItem on the data table) fail: the answer stands."""
+    """The last-use and usage-record writes (UpdateItem on the control and data tables) fail: the answer
+    stands."""
     gateway, proxy = faulty
     key = stack.create_key("acme")
-    data_table = stack.settings.table_name
-    proxy.fail = lambda call: "error" if call.operation == "UpdateItem" and call.table == data_table else None
+    tables = {stack.settings.table_name, stack.settings.control_table_name}
+    proxy.fail = lambda call: "error" if call.operation == "UpdateItem" and call.table in tables else None
     assert post(gateway, key, body()).status_code == 200
     streamed = post(gateway, key, body(stream=True))
     assert streamed.status_code == 200 and streamed.text.rstrip().endswith("data: [DONE]")

@@ -137,7 +137,11 @@ def test_alarms_and_their_optional_topic(transformed, topic):
         for m in dynamodb["Metrics"]
         if "MetricStat" in m
     }
-    assert tables == {json.dumps({"Ref": "DataTable"}), json.dumps({"Ref": "RateLimitTable"})}
+    assert tables == {
+        json.dumps({"Ref": "DataTable"}),
+        json.dumps({"Ref": "RateLimitTable"}),
+        json.dumps({"Ref": "ControlTableName"}),
+    }
 
     lambda_throttles = alarms["LambdaThrottlesAlarm"]["Properties"]
     assert (lambda_throttles["Namespace"], lambda_throttles["MetricName"]) == ("AWS/Lambda", "Throttles")

@@ -18,6 +18,7 @@ class Keys:
         self.keys: dict[str, AdminKey] = {}
         self.workspaces: dict[str, Workspace] = {}
         self.reads = 0
+        self.touched: list[tuple[str, int]] = []
 
     async def get_admin_key(self, key_id: str) -> AdminKey | None:
         self.reads += 1
@@ -26,6 +27,9 @@ class Keys:
     async def get_workspace(self, workspace_id: str) -> Workspace | None:
         self.reads += 1
         return self.workspaces.get(workspace_id)
+
+    async def touch_admin_key(self, key_id: str, now: int) -> None:
+        self.touched.append((key_id, now))
 
 
 def test_admin_keys_and_model_keys_parse_only_as_their_kind() -> None:
@@ -78,3 +82,16 @@ async def test_wrong_secrets_and_model_keys_are_refused() -> None:
         await auth.authenticate(f"Bearer {new_key()[0]}")
     with pytest.raises(InvalidApiKey):
         await auth.authenticate(None)
+
+
+async def test_an_admin_keys_use_is_noted_once_per_interval() -> None:
+    store, wall = Keys(), [1_000.0]
+    key, key_id, key_hash = new_admin_key()
+    store.keys[key_id] = AdminKey(key_id, key_hash, "ops", 1)
+    auth = AdminAuthenticator(store, last_used_interval=300, wall_clock=lambda: wall[0])  # type: ignore[arg-type]
+    for _ in range(3):
+        await auth.authenticate(f"Bearer {key}")
+    assert store.touched == [(key_id, 1_000)]
+    wall[0] = 1_300.0
+    await auth.authenticate(f"Bearer {key}")
+    assert store.touched == [(key_id, 1_000), (key_id, 1_300)]

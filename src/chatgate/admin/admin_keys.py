@@ -11,6 +11,7 @@ A deleted key, or one whose workspace is archived, stops working within `CHATGAT
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 from collections.abc import Callable
 
@@ -19,6 +20,8 @@ from chatgate.admin.control import Actor, AdminKey, ControlStore
 from chatgate.admin.workspaces import changeable, check_name
 from chatgate.auth import KEY_PREFIX, bearer_token, hash_key, new_key, parse_key_id
 from chatgate.errors import InvalidApiKey, NotFound
+
+logger = logging.getLogger(__name__)
 
 ADMIN_KEY_PREFIX = "cga"
 _CACHE_MAX_ENTRIES = 1_000
@@ -84,12 +87,17 @@ class AdminAuthenticator:
         store: ControlStore,
         *,
         cache_seconds: float = 30.0,
+        last_used_interval: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._cache: dict[str, tuple[float, AdminKey | None, bool]] = {}
+        self._wall_clock = wall_clock
+        self._last_used_interval = last_used_interval
+        self._recorded_use: dict[str, float] = {}  # key id -> latest use known to be recorded
 
     async def authenticate(self, authorization: str | None, request_id: str | None = None) -> Actor:
         key = bearer_token(authorization)
@@ -106,7 +114,25 @@ class AdminAuthenticator:
             raise InvalidApiKey("Incorrect admin API key provided.")
         if archived:
             raise InvalidApiKey("The admin API key provided belongs to an archived project.")
+        await self._record_use(record)
         return Actor("api_key", key_id=record.key_id, project_id=record.project_id, request_id=request_id)
+
+    async def _record_use(self, key: AdminKey) -> None:
+        """Write the key's last use, at most once per interval per key and instance, before the call is
+        answered (admin calls are few; nothing runs after a Lambda response). Best effort."""
+        now = self._wall_clock()
+        known = max(self._recorded_use.get(key.key_id, 0.0), float(key.last_used_at or 0))
+        if now - known < self._last_used_interval:
+            return
+        self._recorded_use[key.key_id] = now
+        if len(self._recorded_use) > _CACHE_MAX_ENTRIES:
+            self._recorded_use.clear()
+        try:
+            await self._store.touch_admin_key(key.key_id, int(now))
+        except Exception as exc:  # the call itself is authorised: a failed note of it must not refuse it
+            logger.warning(
+                "recording the last use of admin key %s failed: %s", key.key_id, type(exc).__name__
+            )
 
     async def _lookup(self, key_id: str) -> tuple[AdminKey | None, bool]:
         now = self._clock()

@@ -12,8 +12,6 @@ from typing import Any
 
 from chatgate.admin.control import Actor, AuditEntry, ControlStore, Page, Workspace
 
-MAX_LIMIT = 100
-
 
 def entry(
     actor: Actor,

@@ -125,7 +125,7 @@ class ControlStore(Protocol):
     async def list_keys(self, workspace_id: str) -> list[ApiKey]: ...
 
     async def revoke_key(self, key_id: str, at: int, audit: AuditEntry) -> bool:
-        """False if there is no such key (a second revocation keeps the first time)."""
+        """False if there is no such key or it is revoked already (the first revocation's time stays)."""
         ...
 
     async def get_limits(self, workspace_id: str) -> dict[str, Limits]: ...
@@ -141,6 +141,10 @@ class ControlStore(Protocol):
     async def get_admin_key(self, key_id: str) -> AdminKey | None: ...
 
     async def list_admin_keys(self) -> list[AdminKey]: ...
+
+    async def touch_admin_key(self, key_id: str, now: int) -> None:
+        """Set the admin key's last_used_at to `now` (never creating a deleted key)."""
+        ...
 
     async def delete_admin_key(self, key_id: str, audit: AuditEntry) -> bool:
         """False if there is no such admin key."""

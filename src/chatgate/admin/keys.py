@@ -43,9 +43,9 @@ async def create_key(
     """A new key for the workspace: (the key, shown this once; its record). The organisation's operator
     (the CLI) may name a workspace that does not exist yet: it is created."""
     if actor.kind == "cli":
-        await ensure_workspace(store, actor, workspace_id)
+        workspace = await ensure_workspace(store, actor, workspace_id)
     else:
-        await changeable(store, actor, workspace_id)
+        workspace = await changeable(store, actor, workspace_id)
         name = check_name(name)
     now = int(time.time())
     key, key_id, key_hash = new_key()
@@ -57,7 +57,7 @@ async def create_key(
         "name": name,
         "expires_at": expires_at,
     }
-    change = audit.entry(actor, "api_key.created", project=workspace_id, details=details)
+    change = audit.entry(actor, "api_key.created", project=workspace, details=details)
     if not await store.create_key(record, change):
         await changeable(store, actor, workspace_id)  # says why (archived, gone)
         raise _not_found(key_id)
@@ -95,7 +95,9 @@ async def revoke_key(store: ControlStore, actor: Actor, workspace_id: str | None
     at = int(time.time())
     details = {"id": key_id, "service_account_id": service_account_id(key)}
     change = audit.entry(actor, "api_key.deleted", project=key.workspace_id, details=details)
-    if not await store.revoke_key(key_id, at, change):
+    if not await store.revoke_key(key_id, at, change):  # revoked meanwhile (or deleted)
+        if actor.kind == "cli" and (current := await store.get_key(key_id)) is not None:
+            return current
         raise _not_found(key_id)
     return ApiKey(
         key.key_id,

@@ -59,9 +59,9 @@ async def set_limits(
 ) -> Limits:
     """Override the workspace's limits for one model; a value not given keeps the one in force."""
     if actor.kind == "cli":
-        await ensure_workspace(store, actor, workspace_id)
+        workspace = await ensure_workspace(store, actor, workspace_id)
     else:
-        await changeable(store, actor, workspace_id)
+        workspace = await changeable(store, actor, workspace_id)
     organisation_only(actor, "change rate limits")
     overrides = await store.get_limits(workspace_id)
     current = overrides.get(model) or overrides.get(ALL_MODELS) or defaults
@@ -78,7 +78,7 @@ async def set_limits(
     change = audit.entry(
         actor,
         "rate_limit.updated",
-        project=workspace_id,
+        project=workspace,
         details={"id": rate_limit_id(model), "changes_requested": changes},
     )
     await store.set_limits(workspace_id, model, limits, change)

@@ -302,8 +302,8 @@ class DynamoDBControlStore:
     async def revoke_key(self, key_id: str, at: int, audit: AuditEntry) -> bool:
         update = {
             "Key": key_pk(key_id),
-            "UpdateExpression": "SET revoked_at = if_not_exists(revoked_at, :now)",
-            "ConditionExpression": "attribute_exists(pk)",
+            "UpdateExpression": "SET revoked_at = :now",
+            "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(revoked_at)",
             "ExpressionAttributeValues": {":now": _n(at)},
         }
         return await self._transact([{"Update": update}], audit)
@@ -337,6 +337,24 @@ class DynamoDBControlStore:
             want=100_000,
         )
         return [_admin_key(item) for item in page.items]
+
+    async def touch_admin_key(self, key_id: str, now: int) -> None:
+        try:
+            await self._call(
+                "UpdateItem",
+                {
+                    "TableName": self._table,
+                    "Key": _admin_pk(key_id),
+                    "UpdateExpression": "SET last_used_at = :now",
+                    "ConditionExpression": "attribute_exists(pk)",
+                    "ExpressionAttributeValues": {":now": _n(now)},
+                },
+            )
+        except AwsError as exc:
+            if exc.code != "ConditionalCheckFailedException":  # deleted meanwhile: nothing to note
+                raise _unavailable(exc) from exc
+        except AwsUnreachable as exc:
+            raise _unavailable(exc) from exc
 
     async def delete_admin_key(self, key_id: str, audit: AuditEntry) -> bool:
         delete = {"Key": _admin_pk(key_id), "ConditionExpression": "attribute_exists(pk)"}
