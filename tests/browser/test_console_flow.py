@@ -119,6 +119,9 @@ def test_the_admin_console_end_to_end(browser: Any, dev: DevServer) -> None:
     watched = new_page(browser, permissions=["clipboard-read", "clipboard-write"])
     page = watched.page
 
+    # `make dev` names the console and prints the organisation admin key to sign in with.
+    assert f"console:   {dev.base}/console" in "".join(dev.output)
+
     # Sign in with the organisation admin key, keyboard only.
     sign_in(page, dev.base, dev.admin_key)
     page.get_by_role("heading", name="Workspaces").wait_for()
