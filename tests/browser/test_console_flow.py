@@ -397,3 +397,16 @@ def test_byok_resources_are_set_shown_without_the_key_and_removed(browser: Any, 
     assert cells(watched, "own-azure")[2] == "archived"
     with dev.admin() as admin:
         assert admin.get("projects/own-azure").json()["status"] == "archived"
+
+
+def test_the_console_under_the_public_prefix_calls_the_api_under_it(browser: Any, dev: DevServer) -> None:
+    watched = new_page(browser)
+    page = watched.page
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    sign_in(page, dev.base, dev.admin_key, path="/api/public/console")
+    page.get_by_role("link", name="demo", exact=True).wait_for()
+    api_calls = [url for url in requested if "/v1/organization/" in url]
+    assert api_calls and all(url.startswith(f"{dev.base}/api/public/v1/organization/") for url in api_calls)
+    assert all(url.startswith(f"{dev.base}/api/public/console") for url in requested if "/console" in url)
+    assert watched.complaints() == []
