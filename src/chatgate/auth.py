@@ -151,8 +151,10 @@ class Authenticator:
         last_used_interval: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        kind: str = KEY_PREFIX,
     ) -> None:
         self._store = store
+        self._kind = kind  # the keys' prefix: cg (workspace keys) or cga (admin keys, chatgate.admin)
         self._cache_seconds = cache_seconds
         self._last_used_interval = last_used_interval
         self._clock = clock
@@ -168,7 +170,7 @@ class Authenticator:
 
     async def authenticate(self, authorization: str | None) -> Principal:
         key = bearer_token(authorization)
-        key_id = parse_key_id(key)
+        key_id = parse_key_id(key, self._kind)
         record = await self._lookup(key_id) if key_id else None
         if record is None or not hmac.compare_digest(record.key_hash, hash_key(key)):
             raise InvalidApiKey(f"Incorrect API key provided: {_masked(key)}.")

@@ -172,6 +172,7 @@ def build_services(settings: Settings) -> Services:
         admin_auth=AdminAuthenticator(
             control,
             cache_seconds=settings.key_cache_seconds,
+            negative_cache_seconds=settings.key_negative_cache_seconds,
             last_used_interval=settings.key_last_used_interval_seconds,
         ),
         usage_records=usage_records,

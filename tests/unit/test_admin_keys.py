@@ -28,8 +28,9 @@ class Keys:
         self.reads += 1
         return self.workspaces.get(workspace_id)
 
-    async def touch_admin_key(self, key_id: str, now: int) -> None:
+    async def touch_admin_key(self, key_id: str, now: int, *, older_than: int) -> bool:
         self.touched.append((key_id, now))
+        return True
 
 
 def test_admin_keys_and_model_keys_parse_only_as_their_kind() -> None:

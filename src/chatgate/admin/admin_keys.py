@@ -10,21 +10,16 @@ A deleted key, or one whose workspace is archived, stops working within `CHATGAT
 
 from __future__ import annotations
 
-import hmac
-import logging
 import time
-from collections.abc import Callable
+from typing import Any
 
 from chatgate.admin import audit
 from chatgate.admin.control import Actor, AdminKey, ControlStore
 from chatgate.admin.workspaces import changeable, check_name
-from chatgate.auth import KEY_PREFIX, bearer_token, hash_key, new_key, parse_key_id
+from chatgate.auth import ApiKey, Authenticator, bearer_token, new_key, parse_key_id
 from chatgate.errors import InvalidApiKey, NotFound
 
-logger = logging.getLogger(__name__)
-
 ADMIN_KEY_PREFIX = "cga"
-_CACHE_MAX_ENTRIES = 1_000
 
 
 def new_admin_key() -> tuple[str, str, str]:
@@ -79,72 +74,54 @@ async def delete_admin_key(store: ControlStore, actor: Actor, key_id: str) -> Ad
     return key
 
 
-class AdminAuthenticator:
-    """Admin keys -> Actor, with a short per-instance cache (deletion bound: `cache_seconds`)."""
+class _AdminKeyStore:
+    """chatgate.auth's KeyStore over the control plane's admin keys, so admin keys are looked up, cached
+    and their use recorded by the same Authenticator as workspace keys. A workspace admin key reads as a
+    key of its workspace, archived with it (or when the workspace is gone)."""
 
-    def __init__(
-        self,
-        store: ControlStore,
-        *,
-        cache_seconds: float = 30.0,
-        last_used_interval: float = 300.0,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, store: ControlStore) -> None:
         self._store = store
-        self._cache_seconds = cache_seconds
-        self._clock = clock
-        self._cache: dict[str, tuple[float, AdminKey | None, bool]] = {}
-        self._wall_clock = wall_clock
-        self._last_used_interval = last_used_interval
-        self._recorded_use: dict[str, float] = {}  # key id -> latest use known to be recorded
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        key = await self._store.get_admin_key(key_id)
+        if key is None:
+            return None
+        archived_at = None
+        if key.project_id is not None:
+            workspace = await self._store.get_workspace(key.project_id)
+            archived_at = key.created_at if workspace is None else workspace.archived_at
+        return ApiKey(
+            key.key_id,
+            key.project_id or "",
+            key.key_hash,
+            key.name,
+            key.created_at,
+            last_used_at=key.last_used_at,
+            workspace_archived_at=archived_at,
+        )
+
+    async def touch(self, key_id: str, now: int, *, older_than: int) -> bool:
+        return await self._store.touch_admin_key(key_id, now, older_than=older_than)
+
+
+class AdminAuthenticator:
+    """Admin keys -> Actor: chatgate.auth's Authenticator on `cga` keys (the same per-instance cache, so a
+    deleted key stops within `cache_seconds`), and the key's last use recorded before the call is answered
+    (admin calls are few, and nothing runs after a Lambda response)."""
+
+    def __init__(self, store: ControlStore, **options: Any) -> None:
+        self._keys = Authenticator(_AdminKeyStore(store), kind=ADMIN_KEY_PREFIX, **options)
 
     async def authenticate(self, authorization: str | None, request_id: str | None = None) -> Actor:
-        key = bearer_token(authorization)
-        key_id = parse_key_id(key, ADMIN_KEY_PREFIX)
-        if key_id is None:
-            if key.startswith(f"{KEY_PREFIX}_"):
-                raise InvalidApiKey(
-                    "This is a model API key: the admin API needs an admin key (`chatgate admin-keys "
-                    "create`, or POST /v1/organization/admin_api_keys)."
-                )
-            raise InvalidApiKey("Incorrect admin API key provided.")
-        record, archived = await self._lookup(key_id)
-        if record is None or not hmac.compare_digest(record.key_hash, hash_key(key)):
-            raise InvalidApiKey("Incorrect admin API key provided.")
-        if archived:
-            raise InvalidApiKey("The admin API key provided belongs to an archived project.")
-        await self._record_use(record)
-        return Actor("api_key", key_id=record.key_id, project_id=record.project_id, request_id=request_id)
-
-    async def _record_use(self, key: AdminKey) -> None:
-        """Write the key's last use, at most once per interval per key and instance, before the call is
-        answered (admin calls are few; nothing runs after a Lambda response). Best effort."""
-        now = self._wall_clock()
-        known = max(self._recorded_use.get(key.key_id, 0.0), float(key.last_used_at or 0))
-        if now - known < self._last_used_interval:
-            return
-        self._recorded_use[key.key_id] = now
-        if len(self._recorded_use) > _CACHE_MAX_ENTRIES:
-            self._recorded_use.clear()
-        try:
-            await self._store.touch_admin_key(key.key_id, int(now))
-        except Exception as exc:  # the call itself is authorised: a failed note of it must not refuse it
-            logger.warning(
-                "recording the last use of admin key %s failed: %s", key.key_id, type(exc).__name__
+        if parse_key_id(bearer_token(authorization)) is not None:
+            raise InvalidApiKey(
+                "This is a model API key: the admin API needs an admin key (`chatgate admin-keys "
+                "create`, or POST /v1/organization/admin_api_keys)."
             )
-
-    async def _lookup(self, key_id: str) -> tuple[AdminKey | None, bool]:
-        now = self._clock()
-        cached = self._cache.get(key_id)
-        if cached is not None and now - cached[0] < self._cache_seconds:
-            return cached[1], cached[2]
-        record = await self._store.get_admin_key(key_id)
-        archived = False
-        if record is not None and record.project_id is not None:
-            workspace = await self._store.get_workspace(record.project_id)
-            archived = workspace is None or workspace.archived
-        if len(self._cache) >= _CACHE_MAX_ENTRIES:
-            self._cache.clear()
-        self._cache[key_id] = (now, record, archived)
-        return record, archived
+        caller = await self._keys.authenticate(authorization)
+        write = self._keys.record_use(caller)
+        if write is not None:
+            await write
+        return Actor(
+            "api_key", key_id=caller.key_id, project_id=caller.workspace_id or None, request_id=request_id
+        )

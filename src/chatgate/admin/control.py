@@ -142,8 +142,9 @@ class ControlStore(Protocol):
 
     async def list_admin_keys(self) -> list[AdminKey]: ...
 
-    async def touch_admin_key(self, key_id: str, now: int) -> None:
-        """Set the admin key's last_used_at to `now` (never creating a deleted key)."""
+    async def touch_admin_key(self, key_id: str, now: int, *, older_than: int) -> bool:
+        """Set the admin key's last_used_at to `now` if it is missing or older than `older_than`; True if
+        written (never creating a deleted key)."""
         ...
 
     async def delete_admin_key(self, key_id: str, audit: AuditEntry) -> bool:

@@ -338,7 +338,8 @@ class DynamoDBControlStore:
         )
         return [_admin_key(item) for item in page.items]
 
-    async def touch_admin_key(self, key_id: str, now: int) -> None:
+    async def touch_admin_key(self, key_id: str, now: int, *, older_than: int) -> bool:
+        """As the key store's touch (stores/keys_dynamodb.py), on an admin key."""
         try:
             await self._call(
                 "UpdateItem",
@@ -346,15 +347,20 @@ class DynamoDBControlStore:
                     "TableName": self._table,
                     "Key": _admin_pk(key_id),
                     "UpdateExpression": "SET last_used_at = :now",
-                    "ConditionExpression": "attribute_exists(pk)",
-                    "ExpressionAttributeValues": {":now": _n(now)},
+                    "ConditionExpression": (
+                        "attribute_exists(pk) AND "
+                        "(attribute_not_exists(last_used_at) OR last_used_at < :since)"
+                    ),
+                    "ExpressionAttributeValues": {":now": _n(now), ":since": _n(older_than)},
                 },
             )
         except AwsError as exc:
-            if exc.code != "ConditionalCheckFailedException":  # deleted meanwhile: nothing to note
-                raise _unavailable(exc) from exc
+            if exc.code == "ConditionalCheckFailedException":
+                return False
+            raise _unavailable(exc) from exc
         except AwsUnreachable as exc:
             raise _unavailable(exc) from exc
+        return True
 
     async def delete_admin_key(self, key_id: str, audit: AuditEntry) -> bool:
         delete = {"Key": _admin_pk(key_id), "ConditionExpression": "attribute_exists(pk)"}
