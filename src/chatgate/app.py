@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chatgate import observability, shutdown
 from chatgate.admin.api import add_admin_routes
+from chatgate.console import add_console_routes
 from chatgate.errors import (
     ChatgateError,
     InvalidRequest,
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.state.services = services
     add_routes(app)
     add_admin_routes(app, PREFIXES)
+    add_console_routes(app, PREFIXES)
     app.add_api_route("/healthz", healthz, methods=["GET"])
     app.add_exception_handler(ChatgateError, _chatgate_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -28,6 +28,10 @@ ENTRY_MODULES = ("chatgate/asgi.py", "chatgate/lambda_handler.py")
 # counter's pre-tokenizer and merge are puretiktoken's modules, in the layer with tiktoken.
 VOCABULARIES = ("chatgate/vocabularies/o200k_base.table", "chatgate/vocabularies/cl100k_base.table")
 SMALL_TEXT_MODULES = ("puretiktoken/_pretokenize.py", "puretiktoken/_bpe.py")
+# The admin console's static files (GET /console) travel with the function code, the vendored chart library
+# among them (committed, named by version: chatgate/console/assets.py).
+CONSOLE_FILES = ("chatgate/console/static/index.html", "chatgate/console/static/app.js")
+CONSOLE_LIBRARY = "chatgate/console/static/vendor/uplot-*.iife.min.js"
 LAMBDA_UNZIPPED_LIMIT = 262_144_000  # bytes, function and all its layers together
 EM_AARCH64 = 183
 
@@ -82,6 +86,9 @@ def check_function(folder: Path, require_bytecode: bool = False) -> list[str]:
         errors.append("run.sh is not executable: Lambda Web Adapter could not start it")
     errors += [f"function package lacks {m}" for m in ENTRY_MODULES if not (folder / m).is_file()]
     errors += [f"tokenizer vocabulary missing: {v}" for v in VOCABULARIES if not (folder / v).is_file()]
+    errors += [f"admin console file missing: {f}" for f in CONSOLE_FILES if not (folder / f).is_file()]
+    if not list(folder.glob(CONSOLE_LIBRARY)):
+        errors.append(f"admin console chart library missing: {CONSOLE_LIBRARY}")
     if (folder / "chatgate" / "dev").exists():
         errors.append("function package holds chatgate/dev (local emulators)")
     foreign = foreign_bytecode(folder)

@@ -32,6 +32,9 @@ def build(tmp_path: Path) -> Path:
     for vocabulary in check_build.VOCABULARIES:
         (function / vocabulary).parent.mkdir(exist_ok=True)
         (function / vocabulary).write_bytes(b"x\x9c" + bytes(100))
+    for console_file in [*check_build.CONSOLE_FILES, check_build.CONSOLE_LIBRARY.replace("*", "1.0.0")]:
+        (function / console_file).parent.mkdir(parents=True, exist_ok=True)
+        (function / console_file).write_text("x")
     (function / "chatgate" / "__pycache__").mkdir()
     (function / "chatgate" / "__pycache__" / "asgi.cpython-313.pyc").write_bytes(b"pyc")
     (function / "run.sh").write_text("#!/bin/sh\n")
@@ -85,6 +88,17 @@ def test_missing_tokenizer_data_fails(build, capsys):
 
     assert check_build.main([str(build)]) == 1
     assert "o200k_base" in capsys.readouterr().err
+
+
+def test_missing_console_files_fail(build, capsys):
+    static = build / check_build.FUNCTION / "chatgate" / "console" / "static"
+    (static / "index.html").unlink()
+    (static / "vendor" / "uplot-1.0.0.iife.min.js").unlink()
+
+    assert check_build.main([str(build)]) == 1
+    err = capsys.readouterr().err
+    assert "admin console file missing: chatgate/console/static/index.html" in err
+    assert "admin console chart library missing" in err
 
 
 def test_missing_small_text_counter_fails(build, capsys):

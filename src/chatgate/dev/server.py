@@ -115,6 +115,7 @@ def banner(stack: LocalStack, host: str, port: int) -> str:
         *(f"  upstream {r}: {url}" for r, url in stack.upstream_urls.items()),
         f"  AWS:       {stack.aws_endpoint or 'from AWS_ENDPOINT_URL*'}",
         f"  base URL:  {base}/openai/{region}/v1",
+        f"  console:   {base}/console (sign in with the organisation admin key below)",
         "",
         "Upstream pools: the EU has two emulated resources, sweden then france. A prompt holding",
         "  [[rate_limit:sweden]] gets Sweden's 429 and is answered by France (see the access log's",
