@@ -106,7 +106,8 @@ PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
     "functions": st.lists(st.fixed_dictionaries({"name": TEXT}), max_size=2),
     "function_call": st.one_of(st.sampled_from(["none", "auto"]), st.fixed_dictionaries({"name": TEXT})),
 }
-PARAMETERS = sorted(set(_CHECKS) | {"unknown_parameter", "stream_usage"})
+# What chatgate checks, what it forwards unchecked, and fields it has never heard of.
+PARAMETERS = sorted(set(_CHECKS) | set(PLAUSIBLE) | {"unknown_parameter", "stream_usage", "data_sources"})
 
 
 @st.composite
