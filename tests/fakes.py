@@ -81,8 +81,10 @@ class MemoryUsage:
     def __init__(self) -> None:
         self.records: dict[tuple[str, str, str], UsageRecord] = {}
 
-    async def add(self, workspace_id: str, day: str, model: str, usage: TokenUsage) -> None:
-        old = self.records.get((workspace_id, day, model)) or UsageRecord(workspace_id, day, model)
+    async def add(
+        self, workspace_id: str, day: str, model: str, usage: TokenUsage, api: str = "completions"
+    ) -> None:
+        old = self.records.get((workspace_id, day, model)) or UsageRecord(workspace_id, day, model, api=api)
         counted = usage.source == "counted"
         self.records[(workspace_id, day, model)] = UsageRecord(
             workspace_id,
@@ -95,6 +97,7 @@ class MemoryUsage:
             counted_prompt_tokens=old.counted_prompt_tokens + (usage.prompt_tokens if counted else 0),
             counted_completion_tokens=old.counted_completion_tokens
             + (usage.completion_tokens if counted else 0),
+            api=api,
         )
 
 

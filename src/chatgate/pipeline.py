@@ -21,11 +21,13 @@ from fastapi import Request, Response
 from starlette.types import Receive, Scope, Send
 
 from chatgate import observability
+from chatgate.apis.base import StreamingApi
 from chatgate.concurrently import both
 from chatgate.dependencies import read_body
 from chatgate.errors import ChatgateError
 from chatgate.settlement import Settlement
 from chatgate.streaming import EventStreamResponse
+from chatgate.usage import COMPLETIONS, usage_api
 
 if TYPE_CHECKING:
     from chatgate.apis.base import Api, ApiRequest
@@ -35,10 +37,10 @@ if TYPE_CHECKING:
 RequestT = TypeVar("RequestT", bound="ApiRequest")
 
 
-def settlement_for(caller: Principal, services: Services) -> Settlement:
-    """The settlement of one authenticated request."""
+def settlement_for(caller: Principal, services: Services, api: str = COMPLETIONS) -> Settlement:
+    """The settlement of one authenticated request (`api`: the usage endpoint its record belongs to)."""
     return Settlement(
-        caller, authenticator=services.authenticator, limiter=services.limiter, ledger=services.usage
+        caller, authenticator=services.authenticator, limiter=services.limiter, ledger=services.usage, api=api
     )
 
 
@@ -49,7 +51,7 @@ async def run(
     settings = services.settings
     observed = observability.observation_of(request.scope)  # facts for metrics, server-timing, trace
     observed.step("authenticate", observed.started)
-    settlement = settlement_for(caller, services)
+    settlement = settlement_for(caller, services, usage_api(api.name))
     headers: dict[str, str] = {}
     try:
         began = time.perf_counter()
@@ -65,6 +67,8 @@ async def run(
         observed.identify(model=parsed.model)  # allowed for this caller: safe as a metric dimension
         prompt = await api.prompt_tokens(parsed, stop_above=limits.tokens)
         allowance = parsed.max_output_tokens or settings.default_completion_reserve
+        if not api.reserves_completion:
+            allowance = 0  # embeddings: the prompt is the whole cost
         observed.step("validate", began)
         began = time.perf_counter()
         reservation = await services.limiter.reserve(
@@ -74,7 +78,7 @@ async def run(
         settlement.admitted(reservation, prompt)
         headers = reservation.headers()
 
-        if parsed.stream:
+        if parsed.stream and isinstance(api, StreamingApi):
             upstream = await api.open_stream(services.azure, target, parsed)
             return EventStreamResponse(
                 upstream,

@@ -34,7 +34,7 @@ from chatgate import observability, tokens
 from chatgate.auth import Authenticator, Principal
 from chatgate.ratelimit import RateLimiter, Reservation
 from chatgate.tokens import TokenUsage
-from chatgate.usage import UsageLedger
+from chatgate.usage import COMPLETIONS, UsageLedger
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +82,10 @@ class Settlement:
         authenticator: Authenticator,
         limiter: RateLimiter,
         ledger: UsageLedger | None,
+        api: str = COMPLETIONS,
     ) -> None:
         self.caller = caller
+        self.api = api  # the usage endpoint its record belongs to (chatgate.usage.usage_api)
         self._authenticator = authenticator
         self._limiter = limiter
         self._ledger = ledger
@@ -148,7 +150,8 @@ class Settlement:
         if self.reservation is not None:
             writes.append(self._limiter.reconcile(self.reservation, used.total_tokens if used else 0))
             if used is not None and self._ledger is not None:
-                writes.append(self._ledger.record(self.caller.workspace_id, self.day, self.model, used))
+                record = self._ledger.record(self.caller.workspace_id, self.day, self.model, used, self.api)
+                writes.append(record)
         if writes:
             # Each write is shielded and logs its own failure; shield the gather too, so a cancelled
             # caller still waits for nothing less than all of them.

@@ -139,7 +139,7 @@ async def test_unused_reservation_goes_back_to_the_window_that_holds_it() -> Non
 
 
 class FailingUsage:
-    async def add(self, workspace_id: str, day: str, model: str, usage: TokenUsage) -> None:
+    async def add(self, workspace_id: str, day: str, model: str, usage: TokenUsage, api: str = "") -> None:
         raise RuntimeError("DynamoDB UpdateItem failed: ThrottlingException")
 
 
@@ -160,10 +160,12 @@ class SlowUsage(MemoryUsage):
         self.started = asyncio.Event()
         self.release = asyncio.Event()
 
-    async def add(self, workspace_id: str, day: str, model: str, usage: TokenUsage) -> None:
+    async def add(
+        self, workspace_id: str, day: str, model: str, usage: TokenUsage, api: str = "completions"
+    ) -> None:
         self.started.set()
         await self.release.wait()
-        await super().add(workspace_id, day, model, usage)
+        await super().add(workspace_id, day, model, usage, api)
 
 
 async def test_a_settlement_in_flight_completes_when_its_caller_is_cancelled() -> None:

@@ -3,7 +3,7 @@
     pk = WS#<workspace>   sk = USAGE#<day>#<model>
     requests, prompt_tokens, completion_tokens                         (all requests)
     counted_requests, counted_prompt_tokens, counted_completion_tokens (the part chatgate counted itself)
-    workspace_id, day, model, updated_at
+    workspace_id, day, model, api ("completions" | "embeddings"), updated_at
 
 Recording is one UpdateItem with `ADD` for every counter: DynamoDB applies it atomically per item and
 creates the item on first use, so concurrent requests on any number of instances never lose an update
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from chatgate.stores.aws import AwsError, AwsUnreachable, Boto3Json, json_caller
 from chatgate.tokens import TokenUsage
-from chatgate.usage import UsageRecord
+from chatgate.usage import COMPLETIONS, UsageRecord
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -33,9 +33,9 @@ _COUNTERS = (
 )
 _UPDATE = (
     "ADD " + ", ".join(f"#{name} :{name}" for name in _COUNTERS) + " "
-    "SET #workspace_id = :workspace_id, #day = :day, #model = :model, #updated_at = :updated_at"
+    "SET #workspace_id = :workspace_id, #day = :day, #model = :model, #api = :api, #updated_at = :updated_at"
 )
-_NAMES = {f"#{name}": name for name in (*_COUNTERS, "workspace_id", "day", "model", "updated_at")}
+_NAMES = {f"#{name}": name for name in (*_COUNTERS, "workspace_id", "day", "model", "api", "updated_at")}
 # Sorts after every model name: the upper end of a day range on the sort key.
 _HIGHEST = "\uffff"
 
@@ -55,7 +55,10 @@ def _num(value: int) -> dict[str, str]:
 def _record(item: dict[str, Any]) -> UsageRecord:
     _, day, model = item["sk"]["S"].split("#", 2)
     counters = {name: int(item[name]["N"]) if name in item else 0 for name in _COUNTERS}
-    return UsageRecord(workspace_id=item["pk"]["S"].removeprefix("WS#"), day=day, model=model, **counters)
+    api = item.get("api", {}).get("S", COMPLETIONS)  # records written before embeddings: completions
+    return UsageRecord(
+        workspace_id=item["pk"]["S"].removeprefix("WS#"), day=day, model=model, api=api, **counters
+    )
 
 
 def _error(operation: str, exc: Exception) -> UsageStoreError:
@@ -80,9 +83,11 @@ class DynamoDBUsageStore:
         self._call = json_caller(client).call
         self._table = table_name
 
-    async def add(self, workspace_id: str, day: str, model: str, usage: TokenUsage) -> None:
+    async def add(
+        self, workspace_id: str, day: str, model: str, usage: TokenUsage, api: str = COMPLETIONS
+    ) -> None:
         try:
-            await self._call("UpdateItem", self._update(workspace_id, day, model, usage))
+            await self._call("UpdateItem", self._update(workspace_id, day, model, usage, api))
         except (AwsError, AwsUnreachable) as exc:
             raise _error("UpdateItem", exc) from None
 
@@ -93,7 +98,9 @@ class DynamoDBUsageStore:
         except (AwsError, AwsUnreachable) as exc:
             raise _error("UpdateItem", exc) from None
 
-    def _update(self, workspace_id: str, day: str, model: str, usage: TokenUsage) -> dict[str, Any]:
+    def _update(
+        self, workspace_id: str, day: str, model: str, usage: TokenUsage, api: str = COMPLETIONS
+    ) -> dict[str, Any]:
         counted = usage.source == "counted"
         amounts = {
             "requests": 1,
@@ -108,6 +115,7 @@ class DynamoDBUsageStore:
             ":workspace_id": {"S": workspace_id},
             ":day": {"S": day},
             ":model": {"S": model},
+            ":api": {"S": api},
             ":updated_at": _num(int(time.time())),
         }
         return {

@@ -4,7 +4,8 @@ into chatgate's error tree.
 Chat completions go where the upstream's `api_version` says: "v1" -> `{endpoint}/openai/v1/chat/completions`
 with the deployment name in the body's `model`; a dated version -> `{endpoint}/openai/deployments/{d}/
 chat/completions?api-version=...`. The Responses API exists on v1 only (every resource serves it):
-`{endpoint}/openai/v1/responses[/{id}[/input_items]]`. The key always goes in the `api-key` header.
+`{endpoint}/openai/v1/responses[/{id}[/input_items]]`; embeddings too, on v1 only
+(`{endpoint}/openai/v1/embeddings`, the deployment in `model`). The key always goes in the `api-key` header.
 
 One HTTP client (chatgate.transport) is shared by every request of an instance (pooling, keep-alive); its
 timeouts are explicit: connecting fails fast, reading waits long enough for reasoning models.
@@ -61,6 +62,10 @@ def responses_url(resource: AzureResource, response_id: str | None = None, suffi
     return url if response_id is None else f"{url}/{quote(response_id, safe='')}{suffix}"
 
 
+def embeddings_url(resource: AzureResource) -> str:
+    return f"{resource.endpoint}/openai/v1/embeddings"
+
+
 class StoredResponseCall(NamedTuple):
     """Which stored response a GET / DELETE / input_items call is about, and on whose resource."""
 
@@ -107,6 +112,10 @@ class AzureOpenAI:
     async def create_response(self, target: UpstreamTarget, body: dict[str, Any]) -> Completion:
         """POST a non-streaming Responses API request (v1); Azure's body, its `usage`, or a ChatgateError."""
         return await self._send_json(target, self._request(target, body, responses_url(target.resource)))
+
+    async def create_embeddings(self, target: UpstreamTarget, body: dict[str, Any]) -> Completion:
+        """POST an embeddings request (v1); Azure's body, its `usage`, or a ChatgateError."""
+        return await self._send_json(target, self._request(target, body, embeddings_url(target.resource)))
 
     async def open_response_stream(self, target: UpstreamTarget, body: dict[str, Any]) -> UpstreamStream:
         """POST a streaming Responses API request (v1); errors before the first byte are raised here."""
