@@ -160,7 +160,7 @@ def memory_services(
         authenticator=Authenticator(keys, cache_seconds=3600),
         upstreams=UpstreamDirectory(
             secrets,
-            models=settings.models,
+            models=settings.allowed_models,
             secret_name=settings.upstream_secret_name,
             byok_secret_name=settings.byok_secret_name,
         ),

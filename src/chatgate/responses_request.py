@@ -76,7 +76,9 @@ def _input(param: str, value: Any) -> None:
         kind = item.get("type")
         if kind is not None and not isinstance(kind, str):
             raise type_error(f"{where}.type", "a string", kind)
-        if kind == "item_reference":
+        # The spec's ItemReferenceParam: `type` "item_reference", or null / absent on an item that has an
+        # `id` and no `role` (every other item kind names its type; a message names its role).
+        if kind == "item_reference" or (kind is None and "role" not in item and "id" in item):
             raise refused(
                 where,
                 f"Invalid '{where}': items of type 'item_reference' are not supported by this gateway; "

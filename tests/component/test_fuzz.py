@@ -202,9 +202,7 @@ def gateway_in_process(
     """The gateway over memory stores and `upstream`, limits out of reach, with a workspace key (sent on
     every request when `authorized`) and its own event loop: (loop, client, key, upstream). Both fuzz suites
     use it as a module fixture."""
-    services, keys, _ = fake_services(
-        upstream, CHATGATE_RPM_LIMIT="1000000000", CHATGATE_TPM_LIMIT="1000000000"
-    )
+    services, keys, _ = fake_services(upstream, rpm_limit="1000000000", tpm_limit="1000000000")
     key = keys.add("fuzz")
     loop = asyncio.new_event_loop()
     client = httpx.AsyncClient(

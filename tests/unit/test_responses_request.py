@@ -61,6 +61,8 @@ def test_what_openai_accepts_is_forwarded_as_sent() -> None:
         ({"model": "m", "input": 3}, "input"),
         ({"model": "m", "input": ["x"]}, "input[0]"),
         ({"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0]"),
+        ({"model": "m", "input": [{"role": "user", "content": "a"}, {"id": "msg_1"}]}, "input[1]"),
+        ({"model": "m", "input": [{"type": None, "id": "msg_1"}]}, "input[0]"),
         ({"model": "m", "instructions": {}}, "instructions"),
         ({"model": "m", "max_output_tokens": 0}, "max_output_tokens"),
         ({"model": "m", "max_output_tokens": 1.5}, "max_output_tokens"),
