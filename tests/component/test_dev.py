@@ -78,7 +78,7 @@ def test_chatgate_dev_serves_the_seed_examples(tmp_path: object) -> None:
         )
         assert completion.choices[0].message.content
 
-        # Embeddings from the emulator, as the SDK asks for them (LangChain and LlamaIndex call it the same way).
+        # Embeddings from the emulator, as the SDK asks for them (LangChain and LlamaIndex call the same).
         vectors = client.embeddings.create(model="text-embedding-3-small", input=["cats", "dogs"])
         assert [len(item.embedding) for item in vectors.data] == [1536, 1536]
 
