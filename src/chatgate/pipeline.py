@@ -14,14 +14,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import anyio
 from fastapi import Request, Response
 from starlette.types import Receive, Scope, Send
 
 from chatgate import observability
-from chatgate.apis.base import StreamingApi
 from chatgate.concurrently import both
 from chatgate.dependencies import read_body
 from chatgate.errors import ChatgateError
@@ -30,7 +29,7 @@ from chatgate.streaming import EventStreamResponse
 from chatgate.usage import COMPLETIONS, usage_api
 
 if TYPE_CHECKING:
-    from chatgate.apis.base import Api, ApiRequest
+    from chatgate.apis.base import Api, ApiRequest, StreamingApi
     from chatgate.auth import Principal
     from chatgate.wiring import Services
 
@@ -78,11 +77,14 @@ async def run(
         settlement.admitted(reservation, prompt)
         headers = reservation.headers()
 
-        if parsed.stream and isinstance(api, StreamingApi):
-            upstream = await api.open_stream(services.azure, target, parsed)
+        if parsed.stream:
+            # Only a StreamingApi parses a request with `stream` true (an isinstance check on the protocol
+            # would cost 20 us a request).
+            streaming = cast("StreamingApi[RequestT]", api)
+            upstream = await streaming.open_stream(services.azure, target, parsed)
             return EventStreamResponse(
                 upstream,
-                api.stream_relay(parsed),
+                streaming.stream_relay(parsed),
                 headers=headers,
                 settle=settlement.stream_ended,
                 heartbeat_seconds=settings.stream_heartbeat_seconds,

@@ -10,7 +10,7 @@ prompt is reserved.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from chatgate.errors import ChatgateError
 from chatgate.tokens import TokenUsage
@@ -96,9 +96,9 @@ class Api(Protocol[RequestT]):
         ...
 
 
-@runtime_checkable
 class StreamingApi(Api[RequestT], Protocol[RequestT]):
-    """An API whose requests may ask for a stream (`stream: true`)."""
+    """An API whose requests may ask for a stream (`stream: true`). The requests of any other API never
+    have `stream` true (the pipeline relies on it)."""
 
     async def open_stream(
         self, azure: AzureOpenAI, target: UpstreamTarget, request: RequestT
