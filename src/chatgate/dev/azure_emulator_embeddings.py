@@ -25,9 +25,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from chatgate.dev import azure_emulator_wire as wire
-from chatgate.dev.azure_emulator_http import V1_API_VERSIONS, authorized, error_response, record
+from chatgate.dev.azure_emulator_http import admit_v1, error_response, v1_deployment
 from chatgate.dev.azure_emulator_reply import encoding_for, parse_triggers
-from chatgate.dev.azure_emulator_state import EmulatorState
 
 EMBEDDINGS_PATH = "/openai/v1/embeddings"
 
@@ -82,19 +81,12 @@ def _encoded(vector: list[float], encoding_format: str) -> list[float] | str:
 
 async def create_embeddings(request: Request) -> Response:
     """POST /openai/v1/embeddings."""
-    state: EmulatorState = request.app.state.emulator
-    body = await record(request)
-    if request.method != "POST":
-        return error_response(wire.resource_not_found())
-    if request.query_params.get("api-version", "") not in V1_API_VERSIONS:
-        return error_response(wire.api_version_not_supported())
-    if not authorized(request, state, bearer=True):
-        return error_response(wire.access_denied())
-    if not isinstance(body, dict):
-        return error_response(wire.invalid_json())
-    deployment = body.get("model")
-    if not isinstance(deployment, str) or not deployment:
-        return error_response(wire.invalid_request("you must provide a model parameter", None))
+    state, body, refused = await admit_v1(request)
+    if refused is not None:
+        return refused
+    deployment = v1_deployment(body)
+    if isinstance(deployment, wire.AzureError):
+        return error_response(deployment)
     model = state.model_for(deployment)
     if model is None:
         return error_response(wire.deployment_not_found())
