@@ -25,7 +25,7 @@ import pytest
 from chatgate import tokens
 from chatgate.cli import main
 from tests.conftest import Stack
-from tests.support.emf import server_timing
+from tests.support.emf import emf_records, server_timing
 
 MODEL = "text-embedding-3-small"
 TEXTS = ["The food was delicious and the waiter was friendly.", "Cats sleep most of the day."]
@@ -75,6 +75,16 @@ def test_the_openai_sdk_embeds_unchanged(gateway: str, stack: Stack) -> None:
     )
     assert [len(item.embedding) for item in short.data] == [256, 256]
     assert short.usage.prompt_tokens == 4  # token ids count as their length
+
+
+def test_the_metrics_line_is_the_embeddings(
+    gateway: str, stack: Stack, capfd: pytest.CaptureFixture[str]
+) -> None:
+    capfd.readouterr()
+    answer = sdk(gateway, stack.key).embeddings.create(model=MODEL, input=TEXTS)
+    [record] = [r for r in emf_records(capfd.readouterr().out) if r["path"].endswith("/embeddings")]
+    assert (record["Api"], record["Model"], record["status"]) == ("embeddings", MODEL, 200)
+    assert (record["InputTokens"], record["OutputTokens"]) == (answer.usage.prompt_tokens, 0)
 
 
 def test_float_and_base64_are_relayed_as_azure_sends_them(gateway: str, stack: Stack) -> None:
