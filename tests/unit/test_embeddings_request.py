@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chatgate import tokens
 from chatgate.apis.embeddings import EMBEDDINGS, usage_of
@@ -143,3 +146,40 @@ def test_usage_is_all_prompt() -> None:
     assert usage_of({"total_tokens": 5}) == TokenUsage(5, 0, "azure")
     assert usage_of({"prompt_tokens": -1}) is None
     assert usage_of(None) is None
+
+
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {"model": st.sampled_from([MODEL, "", 3, None])},
+        optional={
+            "input": JSON
+            | st.lists(st.integers(-5, 2**40), max_size=5)
+            | st.lists(st.text(max_size=9), max_size=3),
+            "dimensions": JSON,
+            "encoding_format": JSON,
+            "user": JSON,
+            "data_sources": JSON,
+            "unknown": JSON,
+        },
+    )
+)
+def test_any_body_is_a_request_or_a_400_and_counts(value: dict[str, Any]) -> None:
+    try:
+        request = validate_embeddings_request(value)
+    except InvalidRequest as error:
+        assert error.status_code == 400 and error.to_dict()["error"]["message"]
+        return
+    json.dumps(request.forward)
+    assert count_input_tokens(MODEL, request.inputs) >= 0
