@@ -114,8 +114,10 @@ class AzureOpenAI:
         return await self._send_json(target, self._request(target, body, responses_url(target.resource)))
 
     async def create_embeddings(self, target: UpstreamTarget, body: dict[str, Any]) -> Completion:
-        """POST an embeddings request (v1); Azure's body, its `usage`, or a ChatgateError."""
-        return await self._send_json(target, self._request(target, body, embeddings_url(target.resource)))
+        """POST an embeddings request (v1); Azure's body, its `usage`, or a ChatgateError. A large answer's
+        usage is read from its tail (`_tail_usage`) rather than by parsing megabytes of vectors."""
+        request = self._request(target, body, embeddings_url(target.resource))
+        return await self._send_json(target, request, usage_last=True)
 
     async def open_response_stream(self, target: UpstreamTarget, body: dict[str, Any]) -> UpstreamStream:
         """POST a streaming Responses API request (v1); errors before the first byte are raised here."""
@@ -151,7 +153,9 @@ class AzureOpenAI:
         _readable(response.content)
         return response.content
 
-    async def _send_json(self, target: UpstreamTarget, request: httpx.Request) -> Completion:
+    async def _send_json(
+        self, target: UpstreamTarget, request: httpx.Request, *, usage_last: bool = False
+    ) -> Completion:
         observation = observability.current()
         observation.upstream_started(stream=False)
         try:
@@ -162,8 +166,9 @@ class AzureOpenAI:
         observation.upstream_answered(response.headers.get(UPSTREAM_REQUEST_ID))
         if response.status_code >= 300:
             raise status_error(target, response.status_code, response.content, response.headers)
-        parsed = _readable(response.content)
-        usage = parsed.get("usage")
+        usage = _tail_usage(response.content) if usage_last else None
+        if usage is None:
+            usage = _readable(response.content).get("usage")
         return Completion(
             content=response.content,
             usage=usage if isinstance(usage, dict) else None,
@@ -234,6 +239,33 @@ def _readable(content: bytes) -> dict[str, Any]:
 
 
 TRANSPORT_FAILURES: tuple[type[Exception], ...] = (httpx.HTTPError, OSError, AttributeError)
+
+# Answers above this size are not parsed whole to find their usage: an embeddings answer of float vectors
+# is about 19 KB an input (1,536 dimensions), and json.loads holds the event loop 574 ms for 512 such
+# inputs (9.8 MB) and 2.45 s for 2,048 (39 MB); reading the usage from the tail takes 76 us (medians of 3).
+_PARSE_WHOLE_BYTES = 256 * 1024
+_TAIL_BYTES = 4096
+
+
+def _tail_usage(content: bytes) -> dict[str, Any] | None:
+    """The `usage` object of a large JSON object whose last member it is (OpenAI's and Azure's embeddings
+    answers: `{"object", "data", "model", "usage"}`), read from the body's last bytes; None for a small
+    body, or when usage is not the last member of an object (the caller then parses the whole body)."""
+    if len(content) <= _PARSE_WHOLE_BYTES or content[:64].lstrip()[:1] != b"{":
+        return None
+    tail = content[-_TAIL_BYTES:]
+    key = tail.rfind(b'"usage"')
+    colon = tail.find(b":", key + 7) if key >= 0 else -1
+    if colon < 0 or tail[key + 7 : colon].strip():
+        return None
+    try:
+        text = tail[colon + 1 :].decode()
+        usage, end = json.JSONDecoder().raw_decode(text, len(text) - len(text.lstrip()))
+    except ValueError:  # UnicodeDecodeError included
+        return None
+    if not isinstance(usage, dict) or text[end:].strip() != "}":
+        return None
+    return usage
 
 
 def transport_error(exc: Exception) -> ChatgateError:
