@@ -1,12 +1,13 @@
 """Gateway overhead and cold start, measured side by side in one run (run by hand, not in CI).
 
-    .venv/bin/python bench/gateway_bench.py [--requests 400]
+    .venv/bin/python bench/gateway_bench.py [--requests 400] [--api chat|embeddings] [--cold-runs 7]
 
 1. Added latency per non-streaming request on a warm instance, AWS calls excluded: the same request sent
    directly to the Azure emulator and through the gateway (uvicorn on loopback; keys, upstream settings
    and workspace limits in memory as a warm instance has them cached; the rate limiter's counters in
    memory instead of DynamoDB; prompt tokenization included), interleaved one by one. Reports p50/p99
-   of each and the difference of the medians.
+   of each and the difference of the medians. `--api embeddings`: the same for an embeddings request
+   (two short inputs, float vectors) instead of a chat completion.
 2. Cold start: a fresh Python process that imports the Lambda handler and answers its first event (AWS on
    moto, upstream on the emulator), from process start to the printed response; and the import alone.
 """
@@ -37,6 +38,23 @@ from chatgate.settings import Settings  # noqa: E402
 from chatgate.wiring import http_client  # noqa: E402
 
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Write a short poem about cats."}]}
+# The API measured: the body, the emulator's path for it (direct), the gateway's path.
+APIS = {
+    "chat": (
+        BODY,
+        "/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21",
+        "chat/completions",
+    ),
+    "embeddings": (
+        {
+            "model": "text-embedding-3-small",
+            "input": ["Cats sleep.", "Dogs bark."],
+            "encoding_format": "float",
+        },
+        "/openai/v1/embeddings",
+        "embeddings",
+    ),
+}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -59,7 +77,8 @@ def bare_proxy(upstream_url: str) -> Starlette:
     return Starlette(routes=[Route("/", forward, methods=["POST"])])
 
 
-def added_latency(requests: int) -> None:
+def added_latency(requests: int, api: str = "chat") -> None:
+    body, direct_path, gateway_path = APIS[api]
     emulator = start_emulator(EmulatorState(api_key="bench"))
     settings = Settings(rpm_limit=10**9, tpm_limit=10**12)  # measure the limiter, never hit it
     keys = MemoryKeyStore()
@@ -71,7 +90,7 @@ def added_latency(requests: int) -> None:
         }
     )
     services = memory_services(settings, keys, secrets, http_client(settings))
-    direct_url = f"{emulator.url}/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21"
+    direct_url = f"{emulator.url}{direct_path}"
     paths: dict[str, tuple[str, dict[str, str]]] = {}
     with (
         serve(create_app(services=services)) as gateway,
@@ -80,18 +99,18 @@ def added_latency(requests: int) -> None:
     ):
         paths["direct"] = (direct_url, {"api-key": "bench"})
         paths["bare proxy"] = (f"{proxy}/", {})
-        paths["gateway"] = (f"{gateway}/openai/eu/v1/chat/completions", {"authorization": f"Bearer {key}"})
+        paths["gateway"] = (f"{gateway}/openai/eu/v1/{gateway_path}", {"authorization": f"Bearer {key}"})
         for _ in range(30):  # warm every path (connections, caches, tokenizer)
             for url, headers in paths.values():
-                client.post(url, json=BODY, headers=headers).raise_for_status()
+                client.post(url, json=body, headers=headers).raise_for_status()
         times: dict[str, list[float]] = {name: [] for name in paths}
         for _ in range(requests):
             for name, (url, headers) in paths.items():
                 start = time.perf_counter()
-                client.post(url, json=BODY, headers=headers).raise_for_status()
+                client.post(url, json=body, headers=headers).raise_for_status()
                 times[name].append((time.perf_counter() - start) * 1000)
     emulator.stop()
-    print(f"non-streaming request, {requests} each, interleaved (ms)")
+    print(f"non-streaming {api} request, {requests} each, interleaved (ms)")
     print(f"{'path':<12}{'p50':>8}{'p99':>8}")
     for name, values in times.items():
         print(f"{name:<12}{percentile(values, 0.5):>8.2f}{percentile(values, 0.99):>8.2f}")
@@ -153,9 +172,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--cold-runs", type=int, default=7)
+    parser.add_argument("--api", choices=sorted(APIS), default="chat")
     args = parser.parse_args()
-    added_latency(args.requests)
-    cold_start(args.cold_runs)
+    added_latency(args.requests, args.api)
+    if args.cold_runs:
+        cold_start(args.cold_runs)
 
 
 if __name__ == "__main__":

@@ -106,11 +106,20 @@ class MemoryUsage:
         self.records: dict[tuple[str, str, str], UsageRecord] = {}
         self.markers: set[str] = set()
 
-    async def add(self, workspace_id: str, day: str, model: str, usage: TokenUsage, *, marker: str) -> bool:
+    async def add(
+        self,
+        workspace_id: str,
+        day: str,
+        model: str,
+        usage: TokenUsage,
+        *,
+        marker: str,
+        api: str = "completions",
+    ) -> bool:
         if marker in self.markers:
             return False
         self.markers.add(marker)
-        old = self.records.get((workspace_id, day, model)) or UsageRecord(workspace_id, day, model)
+        old = self.records.get((workspace_id, day, model)) or UsageRecord(workspace_id, day, model, api=api)
         counted = usage.source == "counted"
         self.records[(workspace_id, day, model)] = UsageRecord(
             workspace_id,
@@ -123,6 +132,7 @@ class MemoryUsage:
             counted_prompt_tokens=old.counted_prompt_tokens + (usage.prompt_tokens if counted else 0),
             counted_completion_tokens=old.counted_completion_tokens
             + (usage.completion_tokens if counted else 0),
+            api=api,
         )
         return True
 
@@ -186,7 +196,7 @@ def memory_services(
         authenticator=Authenticator(keys, cache_seconds=3600),
         upstreams=UpstreamDirectory(
             secrets,
-            models=settings.models,
+            models=settings.allowed_models,
             secret_name=settings.upstream_secret_name,
             byok_secret_name=settings.byok_secret_name,
         ),

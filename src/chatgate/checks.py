@@ -43,6 +43,28 @@ def value_error(param: str, message: str, code: str = "invalid_value") -> Invali
     return InvalidRequest(f"Invalid '{param}': {message}", param=param, code=code)
 
 
+def refused(param: str, message: str) -> InvalidRequest:
+    """A field chatgate will not forward (the contract names each one), whatever its value."""
+    return InvalidRequest(message, param=param, code="unsupported_parameter")
+
+
+# Azure extensions that make the platform's resource act outside the request ("on your data" retrieval
+# from a search index, database or vector store; vision enhancements through another Azure resource),
+# under their current and their pre-2024 names. Refused in every API, whatever their value.
+AZURE_EXTENSIONS = ("data_sources", "dataSources", "enhancements")
+
+
+def denied(body: Mapping[str, Any]) -> None:
+    """Refuse a body that names one of the Azure extensions of the contract's denylist."""
+    for name in AZURE_EXTENSIONS:
+        if name in body:
+            raise refused(
+                name,
+                f"'{name}' is an Azure OpenAI extension this gateway does not forward: it would make the "
+                "platform's Azure resource reach data or services outside the request.",
+            )
+
+
 def missing(param: str) -> InvalidRequest:
     return InvalidRequest(
         f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
@@ -50,20 +72,31 @@ def missing(param: str) -> InvalidRequest:
 
 
 def is_int(value: Any) -> bool:
+    """An integer as JSON Schema (and so OpenAI's spec) defines one: `16` and `16.0` alike."""
+    if isinstance(value, float):
+        return math.isfinite(value) and value.is_integer()
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def as_int(value: Any) -> Any:
+    """`value` as a Python int when it is an integer written with a zero fraction (`16.0`), else as it is:
+    what chatgate reserves by and forwards is the integer the client meant."""
+    return int(value) if isinstance(value, float) and is_int(value) else value
 
 
 def is_number(value: Any) -> bool:
     if isinstance(value, float):
         return math.isfinite(value)
-    return is_int(value)
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def number(low: float, high: float) -> Check:
     return _within("decimal", "a decimal", is_number, low, high, "g")
 
 
-def integer(low: int, high: int) -> Check:
+def integer(low: float, high: float = math.inf) -> Check:
+    """An integer (a zero fraction allowed, as in JSON Schema) within [low, high]; no upper bound unless one
+    is given (only the seeds and the spec state bounds)."""
     return _within("integer", "an integer", is_int, low, high, "")
 
 
@@ -118,7 +151,7 @@ def one_of(*choices: str) -> Check:
     return check
 
 
-def array(param: str, value: Any, low: int, high: int) -> list[Any]:
+def array(param: str, value: Any, low: int, high: float = math.inf) -> list[Any]:
     if not isinstance(value, list):
         raise type_error(param, "an array", value)
     if len(value) < low:
@@ -144,7 +177,7 @@ def array(param: str, value: Any, low: int, high: int) -> list[Any]:
     return value
 
 
-def string_array(low: int, high: int) -> Check:
+def string_array(low: int, high: float = math.inf) -> Check:
     def check(param: str, value: Any, _body: Mapping[str, Any]) -> None:
         for i, item in enumerate(array(param, value, low, high)):
             string(f"{param}[{i}]", item, _body)

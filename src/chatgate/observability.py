@@ -24,6 +24,7 @@ UNKNOWN = "-"
 _API_BY_SUFFIX = (
     ("/chat/completions", "chat.completions"),
     ("/responses", "responses"),
+    ("/embeddings", "embeddings"),
     ("/models", "models"),
 )
 _RESPONSES_PATH = re.compile(r"/v1/responses(/|$)")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import anyio
 from fastapi import Request, Response
@@ -28,9 +28,10 @@ from chatgate.errors import ChatgateError
 from chatgate.ratelimit import ReservationInDoubt
 from chatgate.settlement import Settlement
 from chatgate.streaming import EventStreamResponse
+from chatgate.usage import COMPLETIONS, usage_api
 
 if TYPE_CHECKING:
-    from chatgate.apis.base import Api, ApiRequest
+    from chatgate.apis.base import Api, ApiRequest, StreamingApi
     from chatgate.auth import Principal
     from chatgate.upstream.config import UpstreamRoute, UpstreamTarget
     from chatgate.wiring import Services
@@ -39,10 +40,10 @@ RequestT = TypeVar("RequestT", bound="ApiRequest")
 T = TypeVar("T")
 
 
-def settlement_for(caller: Principal, services: Services) -> Settlement:
-    """The settlement of one authenticated request."""
+def settlement_for(caller: Principal, services: Services, api: str = COMPLETIONS) -> Settlement:
+    """The settlement of one authenticated request (`api`: the usage endpoint its record belongs to)."""
     return Settlement(
-        caller, authenticator=services.authenticator, limiter=services.limiter, ledger=services.usage
+        caller, authenticator=services.authenticator, limiter=services.limiter, ledger=services.usage, api=api
     )
 
 
@@ -53,7 +54,7 @@ async def run(
     settings = services.settings
     observed = observability.observation_of(request.scope)  # facts for metrics, server-timing, trace
     observed.step("authenticate", observed.started)
-    settlement = settlement_for(caller, services)
+    settlement = settlement_for(caller, services, usage_api(api.name))
     headers: dict[str, str] = {}
     try:
         began = time.perf_counter()
@@ -76,6 +77,8 @@ async def run(
             raise refused
         prompt = await api.prompt_tokens(parsed, stop_above=limits.tokens)
         allowance = parsed.max_output_tokens or settings.default_completion_reserve
+        if not api.reserves_completion:
+            allowance = 0  # embeddings: the prompt is the whole cost
         observed.step("validate", began)
         began = time.perf_counter()
         reservation = await services.limiter.reserve(
@@ -86,13 +89,16 @@ async def run(
         headers = reservation.headers()
 
         if parsed.stream:
+            # Only a StreamingApi parses a request with `stream` true (an isinstance check on the protocol
+            # would cost 20 us a request).
+            streaming = cast("StreamingApi[RequestT]", api)
             upstream = await _failover(
-                services, route, lambda target: api.open_stream(services.azure, target, parsed)
+                services, route, lambda target: streaming.open_stream(services.azure, target, parsed)
             )
             settlement.resource = observed.resource  # the resource that answered: in the usage record
             return EventStreamResponse(
                 upstream,
-                api.stream_relay(parsed),
+                streaming.stream_relay(parsed),
                 headers=headers,
                 settle=settlement.stream_ended,
                 heartbeat_seconds=settings.stream_heartbeat_seconds,

@@ -1,9 +1,12 @@
 """The Responses API's request body as the gateway needs it: the fields it relies on, checked by type (as
 OpenAI does; values whose lists keep growing are Azure's to judge), and its input tokens counted offline.
 
-Checked: `model` (required), `input`, `instructions`, `max_output_tokens`, `temperature`, `top_p`, `stream`,
-`store`, `previous_response_id`, `tools`, `tool_choice`, `text`, `reasoning`, `metadata`. Every other field
-is forwarded as sent. Refused, because chatgate could not keep its promises with them:
+Checked (the contract's forwarding policy, as for chat completions): `model` (required), the text chatgate
+counts (`input`, `instructions`, `tools`), `tool_choice`, `max_output_tokens` (reserved by; an integer,
+`16.0` included, with no upper bound of chatgate's own), `temperature` and `top_p` (the spec's ranges),
+`stream`, `store` and `previous_response_id`. Every other field, known or not, is forwarded as sent and
+Azure judges it; the Azure extensions of the denylist (checks.AZURE_EXTENSIONS) are refused. Refused too,
+because chatgate could not keep its promises with them:
 - `background: true`: the answer (and its usage) would arrive after the request has been settled;
 - `conversation`: state kept in a Conversations API object that chatgate does not track per workspace;
 - input items of type `item_reference`: they pull stored items by id, whose owner chatgate cannot check.
@@ -18,20 +21,20 @@ from typing import Any
 
 from chatgate import tokens
 from chatgate.checks import (
+    as_int,
     boolean,
+    denied,
     integer,
     is_int,
-    json_object,
     kind_of,
     missing,
     number,
+    refused,
     string,
     type_error,
 )
 from chatgate.errors import InvalidRequest
 from chatgate.tokenizer import Encoding
-
-_MAX_INT = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +48,6 @@ class ResponsesRequest:
     max_output_tokens: int | None
     forward: dict[str, Any] = field(repr=False)
     body_size: int = 0  # bytes of the raw body: large prompts are counted off the event loop
-
-
-def _refused(param: str, message: str) -> InvalidRequest:
-    return InvalidRequest(message, param=param, code="unsupported_parameter")
 
 
 def _model(param: str, value: Any) -> None:
@@ -77,8 +76,10 @@ def _input(param: str, value: Any) -> None:
         kind = item.get("type")
         if kind is not None and not isinstance(kind, str):
             raise type_error(f"{where}.type", "a string", kind)
-        if kind == "item_reference":
-            raise _refused(
+        # The spec's ItemReferenceParam: `type` "item_reference", or null / absent on an item that has an
+        # `id` and no `role` (every other item kind names its type; a message names its role).
+        if kind == "item_reference" or (kind is None and "role" not in item and "id" in item):
+            raise refused(
                 where,
                 f"Invalid '{where}': items of type 'item_reference' are not supported by this gateway; "
                 "send the item itself, or continue a stored response with 'previous_response_id'.",
@@ -104,18 +105,11 @@ def _tool_choice(param: str, value: Any) -> None:
         raise type_error(f"{param}.type", "a string", value.get("type"))
 
 
-def _metadata(param: str, value: Any) -> None:
-    json_object(param, value, {})
-    for key, item in value.items():
-        if not isinstance(item, str):
-            raise type_error(f"{param}.{key}", "a string", item)
-
-
 _CHECKS: dict[str, Any] = {
     "model": _model,
     "input": _input,
     "instructions": _string_or_array,
-    "max_output_tokens": lambda p, v: integer(1, _MAX_INT)(p, v, {}),
+    "max_output_tokens": lambda p, v: integer(1)(p, v, {}),
     "temperature": lambda p, v: number(0, 2)(p, v, {}),
     "top_p": lambda p, v: number(0, 1)(p, v, {}),
     "stream": lambda p, v: boolean(p, v, {}),
@@ -123,9 +117,6 @@ _CHECKS: dict[str, Any] = {
     "previous_response_id": lambda p, v: string(p, v, {}),
     "tools": _tools,
     "tool_choice": _tool_choice,
-    "text": lambda p, v: json_object(p, v, {}),
-    "reasoning": lambda p, v: json_object(p, v, {}),
-    "metadata": _metadata,
 }
 
 
@@ -137,28 +128,32 @@ def validate_responses_request(body: Any) -> ResponsesRequest:
         )
     if body.get("model") is None:
         raise missing("model")
+    denied(body)
     for name, check in _CHECKS.items():
         if body.get(name) is not None:
             check(name, body[name])
     if body.get("background") is True:
-        raise _refused(
+        raise refused(
             "background", "Background responses are not supported by this gateway: send 'background': false."
         )
     if body.get("conversation") is not None:
-        raise _refused(
+        raise refused(
             "conversation",
             "Conversations are not supported by this gateway: "
             "continue a response with 'previous_response_id'.",
         )
-    limit = body.get("max_output_tokens")
+    limit = as_int(body.get("max_output_tokens"))
     previous = body.get("previous_response_id")
+    forward = {k: v for k, v in body.items() if v is not None}
+    if limit is not None:
+        forward["max_output_tokens"] = limit
     return ResponsesRequest(
         model=body["model"],
         stream=body.get("stream") is True,
         store=body.get("store") is not False,
         previous_response_id=previous,
         max_output_tokens=limit if is_int(limit) else None,
-        forward={k: v for k, v in body.items() if v is not None},
+        forward=forward,
     )
 
 

@@ -16,6 +16,7 @@ from pydantic.fields import FieldInfo
 
 DEFAULT_BYOK_ENDPOINT_SUFFIXES = ".openai.azure.com,.cognitiveservices.azure.com,.services.ai.azure.com"
 DEFAULT_MODELS = "gpt-4.1,gpt-4.1-nano,o4-mini,o3-mini,o1-preview,gpt-4o,gpt-4o-mini,gpt-4,gpt-35-turbo"
+DEFAULT_EMBEDDING_MODELS = "text-embedding-3-small,text-embedding-3-large,text-embedding-ada-002"
 KNOWN_REGIONS = ("eu", "us")
 
 
@@ -57,6 +58,8 @@ class Settings(BaseModel):
 
     regions_csv: str = Field("eu,us", validation_alias="CHATGATE_REGIONS")
     models_csv: str = Field(DEFAULT_MODELS, validation_alias="CHATGATE_MODELS")
+    # Embedding models, a list of their own so that setting the chat models keeps embeddings as they were.
+    embedding_models_csv: str = Field(DEFAULT_EMBEDDING_MODELS, validation_alias="CHATGATE_EMBEDDING_MODELS")
 
     # Rate limits (defaults per workspace and model; workspaces may override).
     rpm_limit: int = Field(500, ge=0)
@@ -127,6 +130,16 @@ class Settings(BaseModel):
     @cached_property
     def models(self) -> tuple[str, ...]:
         return _split(self.models_csv)
+
+    @cached_property
+    def embedding_models(self) -> tuple[str, ...]:
+        return _split(self.embedding_models_csv)
+
+    @cached_property
+    def allowed_models(self) -> tuple[str, ...]:
+        """The stack's allowlist: the chat models (CHATGATE_MODELS), then the embedding models
+        (CHATGATE_EMBEDDING_MODELS), in configured order."""
+        return tuple(dict.fromkeys((*self.models, *self.embedding_models)))
 
     @cached_property
     def byok_endpoint_suffixes(self) -> tuple[str, ...]:

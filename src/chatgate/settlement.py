@@ -38,7 +38,7 @@ from chatgate.auth import Authenticator, Principal
 from chatgate.ledger import UnsettledWrite, log_unsettled
 from chatgate.ratelimit import RateLimiter, Reservation
 from chatgate.tokens import TokenUsage
-from chatgate.usage import UsageLedger
+from chatgate.usage import COMPLETIONS, UsageLedger
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +86,10 @@ class Settlement:
         authenticator: Authenticator,
         limiter: RateLimiter,
         ledger: UsageLedger | None,
+        api: str = COMPLETIONS,
     ) -> None:
         self.caller = caller
+        self.api = api  # the usage endpoint its record belongs to (chatgate.usage.usage_api)
         self._authenticator = authenticator
         self._limiter = limiter
         self._ledger = ledger
@@ -156,7 +158,12 @@ class Settlement:
             if used is not None and self._ledger is not None:
                 writes.append(
                     self._ledger.record(
-                        self.caller.workspace_id, self.day, self.model, used, marker=reservation.marker
+                        self.caller.workspace_id,
+                        self.day,
+                        self.model,
+                        used,
+                        marker=reservation.marker,
+                        api=self.api,
                     )
                 )
         if writes or touch is not None:

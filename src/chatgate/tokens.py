@@ -41,6 +41,7 @@ _PREFIXES: tuple[tuple[str, str], ...] = (
     ("gpt-4", CL100K),
     ("gpt-35", CL100K),
     ("gpt-3.5", CL100K),
+    ("text-embedding", CL100K),  # text-embedding-3-small / -large, text-embedding-ada-002
 )
 # Unknown names (a BYOK workspace's own deployments) use the newest encoding.
 _DEFAULT_ENCODING = O200K

@@ -4,6 +4,8 @@ Records are added atomically (DynamoDB `ADD`, stores/usage_dynamodb.py) by chatg
 request however often the write is retried or replayed (the request's marker), with the same numbers the
 rate-limit reservation is corrected to, and say how much of the usage chatgate had to count
 itself because Azure's own `usage` never came (a stream that failed or whose client went away first).
+Each record also says which of OpenAI's usage endpoints it belongs to (`api`: `completions` for chat
+completions and responses, `embeddings`), as OpenAI's Usage API splits usage; a model serves one of them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,13 @@ from chatgate.ledger import UnsettledWrite
 from chatgate.tokens import TokenUsage
 
 logger = logging.getLogger(__name__)
+
+COMPLETIONS, EMBEDDINGS = "completions", "embeddings"
+
+
+def usage_api(api_name: str) -> str:
+    """The usage endpoint of a request of the API `api_name` (chatgate.apis' adapter names)."""
+    return EMBEDDINGS if api_name == "embeddings" else COMPLETIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +45,7 @@ class UsageRecord:
     counted_completion_tokens: int = 0
     # Upstream pools: requests and tokens per resource that answered (name -> (requests, total tokens)).
     resources: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    api: str = COMPLETIONS
 
     @property
     def total_tokens(self) -> int:
@@ -45,6 +55,7 @@ class UsageRecord:
         return {
             "day": self.day,
             "model": self.model,
+            "api": self.api,
             "requests": self.requests,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
@@ -62,7 +73,16 @@ class UsageRecord:
 class UsageStore(Protocol):
     """Where usage records live (DynamoDB in production: stores/usage_dynamodb.py)."""
 
-    async def add(self, workspace_id: str, day: str, model: str, usage: TokenUsage, *, marker: str) -> bool:
+    async def add(
+        self,
+        workspace_id: str,
+        day: str,
+        model: str,
+        usage: TokenUsage,
+        *,
+        marker: str,
+        api: str = COMPLETIONS,
+    ) -> bool:
         """Atomically add one request's usage to the (workspace, day, model) record, creating it, once per
         marker (False: it already was)."""
         ...
@@ -78,18 +98,25 @@ class UsageLedger:
         self._writes = BackgroundWrites()
 
     async def record(
-        self, workspace_id: str, day: str, model: str, usage: TokenUsage, *, marker: str
+        self,
+        workspace_id: str,
+        day: str,
+        model: str,
+        usage: TokenUsage,
+        *,
+        marker: str,
+        api: str = COMPLETIONS,
     ) -> list[UnsettledWrite]:
-        return await self._writes.run(self._write(workspace_id, day, model, usage, marker))
+        return await self._writes.run(self._write(workspace_id, day, model, usage, marker, api))
 
     async def drain(self) -> None:
         await self._writes.drain()
 
     async def _write(
-        self, workspace_id: str, day: str, model: str, usage: TokenUsage, marker: str
+        self, workspace_id: str, day: str, model: str, usage: TokenUsage, marker: str, api: str
     ) -> list[UnsettledWrite]:
         try:
-            await self._store.add(workspace_id, day, model, usage, marker=marker)
+            await self._store.add(workspace_id, day, model, usage, marker=marker, api=api)
         except Exception as exc:
             return [
                 UnsettledWrite.of(
@@ -102,6 +129,7 @@ class UsageLedger:
                     prompt_tokens=usage.prompt_tokens,
                     completion_tokens=usage.completion_tokens,
                     source=usage.source,
+                    api=api,
                     # The pool's resource that answered, where TokenUsage carries one (upstream pools).
                     **({"resource": resource} if (resource := getattr(usage, "resource", None)) else {}),
                 )

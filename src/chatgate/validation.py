@@ -1,9 +1,17 @@
-"""Validate a chat completions request body the way OpenAI does, and decide what is forwarded.
+"""Check a chat completions request body for what chatgate relies on, and decide what is forwarded.
 
-Each top-level parameter has one check. A rejection is an InvalidRequest (400) whose `param` names the
-field and whose message says what was expected and what was received, in OpenAI's wording.
-The four parameters the product does not support follow the contract's table: values that change nothing
-are accepted and dropped, values asking for behaviour chatgate cannot give are refused.
+The contract's forwarding policy ("Request body"): chatgate checks the model, the messages it counts,
+`stream` and `stream_options`, the token caps it reserves by, the four unsupported parameters and the ranges
+the seeds state; every other top-level field, known or not, is forwarded as sent and Azure judges it (its
+400 is relayed). Only the Azure extensions of the denylist (checks.AZURE_EXTENSIONS: `data_sources` and its
+kin) are refused whatever their value. An integer may be written with a zero fraction (`1.0`, as JSON
+Schema and so OpenAI's spec allow); it is forwarded as the integer. No bound is added that neither the
+seeds nor the spec state.
+
+A rejection is an InvalidRequest (400) whose `param` names the field and whose message says what was
+expected and what was received, in OpenAI's wording. The four parameters the product does not support
+follow the contract's table: values that change nothing are accepted and dropped, values asking for
+behaviour chatgate cannot give are refused.
 """
 
 from __future__ import annotations
@@ -16,7 +24,9 @@ from chatgate.body import parse_body
 from chatgate.checks import (
     Check,
     array,
+    as_int,
     boolean,
+    denied,
     integer,
     json_object,
     kind_of,
@@ -38,6 +48,8 @@ MESSAGE_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "
 
 # Parameters accepted but never sent upstream (contract: "accepted (not forwarded)").
 NOT_FORWARDED = frozenset({"n", "service_tier", "parallel_tool_calls", "stream_options"})
+# Checked parameters whose value is an integer: one written `16.0` is forwarded as `16`.
+INTEGERS = ("max_completion_tokens", "max_tokens", "seed", "top_logprobs")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +82,7 @@ def validate_chat_request(body: Any) -> ChatRequest:
             f"Invalid body: expected a JSON object, but got {kind_of(body)} instead.",
             code="invalid_type",
         )
-    for name in body:
-        if name not in _CHECKS:
-            raise InvalidRequest(
-                f"Unrecognized request argument supplied: {name}",
-                param=name,
-                code="unknown_parameter",
-            )
+    denied(body)
     for name in ("messages", "model"):
         if body.get(name) is None:
             raise missing(name)
@@ -91,11 +97,16 @@ def validate_chat_request(body: Any) -> ChatRequest:
     if max_tokens is None:
         max_tokens = body.get("max_tokens")
     forward = {k: v for k, v in body.items() if v is not None and k not in NOT_FORWARDED}
+    for name in INTEGERS:
+        if name in forward:
+            forward[name] = as_int(forward[name])
+    if isinstance(forward.get("logit_bias"), dict):
+        forward["logit_bias"] = {token: as_int(bias) for token, bias in forward["logit_bias"].items()}
     return ChatRequest(
         model=body["model"],
         stream=stream,
         include_usage=include_usage,
-        max_completion_tokens=max_tokens,
+        max_completion_tokens=as_int(max_tokens),
         forward=forward,
     )
 
@@ -104,7 +115,7 @@ def validate_chat_request(body: Any) -> ChatRequest:
 
 
 def _messages(param: str, value: Any, body: Mapping[str, Any]) -> None:
-    for i, message in enumerate(array(param, value, 1, 100_000)):
+    for i, message in enumerate(array(param, value, 1)):
         where = f"{param}[{i}]"
         if not isinstance(message, dict):
             raise type_error(where, "an object", message)
@@ -301,38 +312,31 @@ def _stream_options(param: str, value: Any, body: Mapping[str, Any]) -> None:
         boolean(f"{param}.include_usage", option, body)
 
 
+# What chatgate checks: what it relies on (the messages and tools it counts, the caps it reserves by, the
+# stream) and the ranges the contract states. Every other field (audio, metadata, modalities, prediction,
+# prompt_cache_*, reasoning_effort, store, verbosity, web_search_options, moderation, fields added later)
+# is forwarded as sent: Azure answers for it.
 _CHECKS: dict[str, Check] = {
     "messages": _messages,
     "model": _model,
-    "audio": json_object,
     "frequency_penalty": number(-2, 2),
     "functions": _functions,
     "logit_bias": _logit_bias,
     "logprobs": boolean,
-    "max_completion_tokens": integer(1, INT64_MAX),
-    "max_tokens": integer(1, INT64_MAX),
-    "metadata": json_object,
-    "modalities": string_array(0, 8),
+    "max_completion_tokens": integer(1),
+    "max_tokens": integer(1),
     "n": _n,
     "parallel_tool_calls": _parallel_tool_calls,
-    "prediction": json_object,
     "presence_penalty": number(-2, 2),
-    "prompt_cache_key": string,
-    # Growing sets of values (reasoning_effort gained none and xhigh, verbosity is new): type only.
-    "reasoning_effort": string,
     "response_format": _response_format,
-    "safety_identifier": string,
     "seed": integer(INT64_MIN, INT64_MAX),
     "service_tier": _service_tier,
     "stop": _stop,
-    "store": boolean,
     "stream": boolean,
     "temperature": number(0, 2),
     "tools": _tools,
     "top_p": number(0, 1),
     "user": string,
-    "verbosity": string,
-    "web_search_options": json_object,
     # Checked last: these refer to parameters above.
     "function_call": _function_call,
     "tool_choice": _tool_choice,

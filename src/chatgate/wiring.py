@@ -156,7 +156,7 @@ def build_services(settings: Settings) -> Services:
         ),
         upstreams=UpstreamDirectory(
             secrets,
-            models=settings.models,
+            models=settings.allowed_models,
             secret_name=settings.upstream_secret_name,
             byok_secret_name=settings.byok_secret_name,
             byok_endpoints=byok_endpoint_policy(settings),

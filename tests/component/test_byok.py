@@ -116,7 +116,7 @@ def test_its_model_list_is_the_one_it_configured(
     with pytest.raises(openai.NotFoundError):
         acme.models.retrieve("gpt-4.1")
     shared = [m.id for m in sdk(gateway, stack.key).models.list()]
-    assert shared == list(stack.settings.models)
+    assert shared == list(stack.settings.allowed_models)
 
 
 def test_its_limits_are_its_own(
@@ -151,7 +151,7 @@ def test_without_deployments_it_gets_the_stacks_models_on_same_named_deployments
         out = byok_set(capsys, own_all.url)
         assert "the stack's models" in out and "same name" in out
         acme = sdk(gateway, stack.create_key("acme"))
-        assert [m.id for m in acme.models.list()] == list(stack.settings.models)
+        assert [m.id for m in acme.models.list()] == list(stack.settings.allowed_models)
         acme.chat.completions.create(model="o4-mini", messages=HI)
         [sent] = own_all.state.requests
         # No --api-version: Azure's v1 surface, which serves every model (reasoning ones included).

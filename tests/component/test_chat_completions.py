@@ -130,7 +130,7 @@ def test_sdk_authentication_error_and_revocation(gateway: str, stack: Stack) -> 
         ({"service_tier": "flex"}, "service_tier"),
         ({"parallel_tool_calls": False}, "parallel_tool_calls"),
         ({"stream_options": {"include_usage": True}}, "stream_options"),
-        ({"extra_body": {"frobnicate": 1}}, "frobnicate"),
+        ({"extra_body": {"data_sources": [{"type": "azure_search", "parameters": {}}]}}, "data_sources"),
         ({"logit_bias": {"50256": 101}}, "logit_bias.50256"),
         ({"top_logprobs": 3}, "top_logprobs"),
         ({"max_tokens": 0}, "max_tokens"),
@@ -143,6 +143,30 @@ def test_sdk_bad_request_names_the_param(gateway: str, stack: Stack, kwargs: dic
     assert caught.value.param == param
     assert caught.value.type == "invalid_request_error"
     assert stack.upstream("eu").requests == []
+
+
+def test_fields_chatgate_need_not_judge_reach_azure_as_sent(gateway: str, stack: Stack) -> None:
+    """Issue 20's table: fields newer than chatgate, and integers written with a zero fraction."""
+    extra = {
+        "moderation": {"mode": "block"},
+        "prompt_cache_retention": "24h",
+        "prompt_cache_options": {"breakpoints": []},
+        "modalities": ["text"] * 9,
+        "a_field_openai_adds_next_year": {"nested": [1, "two"]},
+    }
+    answer = client(gateway, stack.key).chat.completions.create(
+        model="gpt-4o",
+        messages=CATS,
+        seed=0.0,
+        n=1.0,
+        max_tokens=16.0,
+        extra_body=extra,  # type: ignore[arg-type]
+    )
+    assert answer.choices
+    sent = stack.upstream("eu").requests[-1].body
+    assert {name: sent[name] for name in extra} == extra
+    assert sent["seed"] == 0 and sent["max_tokens"] == 16 and "n" not in sent
+    assert type(sent["seed"]) is int and type(sent["max_tokens"]) is int
 
 
 def test_unknown_model_and_region_are_404(gateway: str, stack: Stack) -> None:

@@ -77,6 +77,10 @@ def test_chatgate_dev_serves_the_seed_examples(tmp_path: object) -> None:
         )
         assert completion.choices[0].message.content
 
+        # Embeddings from the emulator, as the SDK asks for them (LangChain and LlamaIndex call the same).
+        vectors = client.embeddings.create(model="text-embedding-3-small", input=["cats", "dogs"])
+        assert [len(item.embedding) for item in vectors.data] == [1536, 1536]
+
         # What it printed for that traffic, and for a stream, an error and a request named by API Gateway.
         output = lines[:]
         reader = threading.Thread(target=lambda: output.extend(process.stdout or ()), daemon=True)
@@ -94,11 +98,12 @@ def test_chatgate_dev_serves_the_seed_examples(tmp_path: object) -> None:
             headers={"Authorization": f"Bearer {key}", **context},
         )
         assert named.headers["x-request-id"] == "6f1c3a2b-9d8e-4f70-a1b2-c3d4e5f60718"
-        while len(emf_records("".join(output))) < 5 and time.monotonic() < deadline + 30:
+        while len(emf_records("".join(output))) < 6 and time.monotonic() < deadline + 30:
             time.sleep(0.05)
         records = emf_records("".join(output))
         # (a stream's line is written after its client has [DONE], so it may follow the next request's)
         assert sorted((r["Region"], r["status"], r["stream"]) for r in records) == [
+            ("eu", 200, False),
             ("eu", 200, False),
             ("eu", 200, False),
             ("eu", 200, True),

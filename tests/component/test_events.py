@@ -33,6 +33,7 @@ EXPECTED: dict[str, tuple[int, str | None]] = {
     "admin_model_key_refused.json": (401, "invalid_api_key"),
     "responses_success.json": (200, None),
     "responses_stream.json": (200, None),
+    "embeddings_success.json": (200, None),
 }
 # Scenarios that need state first: the workspace has already used its budget.
 BUDGET_USED = {"chat_completions_rate_limited.json"}
@@ -85,11 +86,14 @@ def test_event_through_the_lambda_handler(stack: Stack, name: str) -> None:
             assert json.loads(result["body"])["object"] == "list"
         elif name.startswith("responses"):
             assert json.loads(result["body"])["object"] == "response"
+        elif name.startswith("embeddings"):
+            answer = json.loads(result["body"])
+            assert answer["object"] == "list" and len(answer["data"][0]["embedding"]) == 1536
         else:
             assert json.loads(result["body"])["object"] == "chat.completion"
     else:
         assert json.loads(result["body"])["error"]["code"] == code
-    if status in (200, 429) and name.startswith(("chat_completions", "responses")):
+    if status in (200, 429) and name.startswith(("chat_completions", "responses", "embeddings")):
         assert headers["x-ratelimit-limit-requests"]
 
 

@@ -106,7 +106,8 @@ PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
     "functions": st.lists(st.fixed_dictionaries({"name": TEXT}), max_size=2),
     "function_call": st.one_of(st.sampled_from(["none", "auto"]), st.fixed_dictionaries({"name": TEXT})),
 }
-PARAMETERS = sorted(set(_CHECKS) | {"unknown_parameter", "stream_usage"})
+# What chatgate checks, what it forwards unchecked, and fields it has never heard of.
+PARAMETERS = sorted(set(_CHECKS) | set(PLAUSIBLE) | {"unknown_parameter", "stream_usage", "data_sources"})
 
 
 @st.composite
@@ -201,9 +202,7 @@ def gateway_in_process(
     """The gateway over memory stores and `upstream`, limits out of reach, with a workspace key (sent on
     every request when `authorized`) and its own event loop: (loop, client, key, upstream). Both fuzz suites
     use it as a module fixture."""
-    services, keys, _ = fake_services(
-        upstream, CHATGATE_RPM_LIMIT="1000000000", CHATGATE_TPM_LIMIT="1000000000"
-    )
+    services, keys, _ = fake_services(upstream, rpm_limit="1000000000", tpm_limit="1000000000")
     key = keys.add("fuzz")
     loop = asyncio.new_event_loop()
     client = httpx.AsyncClient(

@@ -60,7 +60,9 @@ PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
     "reasoning": st.just({"effort": "xhigh"}),
     "metadata": st.dictionaries(st.text(max_size=8), st.one_of(TEXT, JSON), max_size=3),
 }
-FIELDS = sorted(set(_CHECKS) | {"background", "conversation", "truncation", "include", "unknown_field"})
+FIELDS = sorted(
+    set(_CHECKS) | set(PLAUSIBLE) | {"background", "conversation", "truncation", "include", "unknown_field"}
+)
 
 
 @st.composite

@@ -45,6 +45,24 @@ async def test_expired_records_are_ignored_before_dynamodb_removes_them(endpoint
     assert await store.get("resp_b") is None
 
 
+async def test_an_id_too_long_for_a_key_was_never_issued(endpoint: str, table: str) -> None:
+    """DynamoDB refuses a partition key over 2,048 bytes (a ValidationException, which would be a 503):
+    such an id is answered as unknown without a read."""
+    client = dl.client(endpoint)
+    longest = "r" * (2048 - len("RESP#"))
+    with pytest.raises(client.exceptions.ClientError):
+        client.get_item(TableName=table, Key=owner_key(longest + "r"))  # what asking would do
+    store = DynamoDBOwnershipStore(client, table, clock=lambda: NOW)
+    owners = ResponseOwnership(store, clock=lambda: NOW)
+    await owners.record("acme", "eu", longest)  # the longest id a key can hold is stored as any other
+    await owners.check("acme", "eu", longest)
+    for too_long in (longest + "r", "é" * 1022):  # bytes count, not characters
+        assert await store.get(too_long) is None
+        with pytest.raises(NotFound):
+            await owners.check("acme", "eu", too_long)
+        await owners.deleted(too_long)  # nothing to mark, nothing raised
+
+
 async def test_dynamodb_failure_is_503(endpoint: str) -> None:
     store = DynamoDBOwnershipStore(dl.client(endpoint), "no-such-table")
     with pytest.raises(ServiceUnavailable):

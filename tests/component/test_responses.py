@@ -116,6 +116,29 @@ def test_another_workspace_cannot_read_continue_or_delete(gateway: str, stack: S
     assert owner.responses.retrieve(created.id).output_text  # still the owner's
 
 
+@pytest.mark.parametrize("length", [2043, 2044, 20_000])
+def test_an_id_longer_than_a_stored_id_can_be_is_404_not_503(gateway: str, stack: Stack, length: int) -> None:
+    """Every route that takes a response id. (moto accepts keys DynamoDB refuses: the refusal itself, and
+    the store's answer to it, are proven on dynalite in test_ownership_dynalite.py.)"""
+    client = sdk(gateway, stack.key)
+    long_id = "resp_" + "x" * (length - 5)
+    before = len(stack.upstream("eu").requests)
+    calls = [
+        lambda: client.responses.retrieve(long_id),
+        lambda: client.responses.delete(long_id),
+        lambda: client.responses.input_items.list(long_id),
+        lambda: client.responses.create(model="gpt-4o-mini", input="go on", previous_response_id=long_id),
+        lambda: client.responses.create(
+            model="gpt-4o-mini", input="go on", previous_response_id=long_id, stream=True
+        ),
+    ]
+    for call in calls:
+        with pytest.raises(openai.NotFoundError) as caught:
+            call()
+        assert caught.value.code == "not_found"
+    assert len(stack.upstream("eu").requests) == before  # nothing reached Azure
+
+
 def test_store_false_is_not_recorded(gateway: str, stack: Stack) -> None:
     client = sdk(gateway, stack.key)
     created = client.responses.create(model="gpt-4o-mini", input="hi", store=False)

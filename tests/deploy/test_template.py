@@ -242,6 +242,7 @@ def test_upstream_secret_is_created_empty_under_the_name_the_app_reads(template,
 REQUIRED_ENV = {
     "CHATGATE_REGIONS": {"Ref": "RegionLabel"},
     "CHATGATE_MODELS": {"Ref": "AllowedModels"},
+    "CHATGATE_EMBEDDING_MODELS": {"Ref": "AllowedEmbeddingModels"},
     "CHATGATE_RPM_LIMIT": {"Ref": "RpmLimit"},
     "CHATGATE_TPM_LIMIT": {"Ref": "TpmLimit"},
     "CHATGATE_RATE_WINDOW_SECONDS": {"Ref": "RateWindowSeconds"},
@@ -280,6 +281,7 @@ def test_default_parameters_match_the_contract(template):
     defaults = Settings()
 
     assert params["AllowedModels"].split(",") == list(defaults.models)
+    assert params["AllowedEmbeddingModels"].split(",") == list(defaults.embedding_models)
     assert int(params["RpmLimit"]) == defaults.rpm_limit
     assert int(params["TpmLimit"]) == defaults.tpm_limit
     assert int(params["RateWindowSeconds"]) == defaults.rate_window_seconds

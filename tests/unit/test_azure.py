@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
 from chatgate.errors import ChatgateError
-from chatgate.upstream.azure import AzureOpenAI, StoredResponseCall
+from chatgate.upstream import azure
+from chatgate.upstream.azure import AzureOpenAI, Completion, StoredResponseCall
 from chatgate.upstream.config import AzureResource, UpstreamTarget
 
 TARGET = UpstreamTarget(
@@ -120,3 +123,66 @@ async def test_a_stored_response_call_never_passes_on_a_body_that_is_not_json(
     with pytest.raises(ChatgateError) as caught:
         await client.stored_response(call, method)
     assert (caught.value.status_code, caught.value.code) == (502, "upstream_error")
+
+
+def embeddings_answer(count: int, usage_last: bool = True) -> bytes:
+    vector = [0.012345678] * 1536
+    data = [{"object": "embedding", "index": i, "embedding": vector} for i in range(count)]
+    usage = {"prompt_tokens": 7 * count, "total_tokens": 7 * count}
+    answer = {"object": "list", "data": data, "model": "text-embedding-3-small", "usage": usage}
+    if not usage_last:
+        answer = {"usage": usage, **answer}
+    return json.dumps(answer, indent=1).encode()
+
+
+async def embed(content: bytes) -> Completion:
+    client = AzureOpenAI(
+        httpx.AsyncClient(transport=httpx.MockTransport(lambda _: httpx.Response(200, content=content)))
+    )
+    return await client.create_embeddings(TARGET, {"model": "text-embedding-3-small", "input": "x"})
+
+
+@pytest.mark.parametrize("count", [1, 100])  # 19 KB (parsed whole) and 1.9 MB (usage read from the tail)
+async def test_an_embeddings_answer_is_relayed_whole_with_its_usage(count: int) -> None:
+    content = embeddings_answer(count)
+    answer = await embed(content)
+    assert answer.content == content
+    assert answer.usage == {"prompt_tokens": 7 * count, "total_tokens": 7 * count}
+
+
+async def test_a_large_answer_is_not_parsed_whole_when_its_usage_is_last(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    content = embeddings_answer(100)
+    parsed: list[int] = []
+    real_loads = azure.json.loads
+    monkeypatch.setattr(
+        azure.json, "loads", lambda text, **kw: parsed.append(len(text)) or real_loads(text, **kw)
+    )
+    assert (await embed(content)).usage == {"prompt_tokens": 700, "total_tokens": 700}
+    assert all(size < 4096 for size in parsed)  # never the 1.9 MB body
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        embeddings_answer(100, usage_last=False),  # usage elsewhere: the whole body is parsed
+        embeddings_answer(100)[:-1] + b' , "extra": 1}',  # usage not last
+    ],
+)
+async def test_usage_elsewhere_in_a_large_answer_is_found_by_parsing_it(content: bytes) -> None:
+    assert (await embed(content)).usage == {"prompt_tokens": 700, "total_tokens": 700}
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"<html>" + b"x" * 300_000 + b'"usage": {"prompt_tokens": 1}}',
+        b"[" + b"1," * 200_000 + b'{"usage": {"prompt_tokens": 1}}]',
+        embeddings_answer(100)[:-20],  # cut short
+    ],
+)
+async def test_a_large_answer_that_is_not_a_json_object_is_a_502(content: bytes) -> None:
+    with pytest.raises(ChatgateError) as caught:
+        await embed(content)
+    assert caught.value.status_code == 502

@@ -37,7 +37,7 @@ async def test_the_list_is_openai_shaped_and_the_stacks_by_default(edge: Any, pr
     assert response.status_code == 200 and response.headers["x-request-id"].startswith("req_")
     body = response.json()
     assert body["object"] == "list"
-    assert [m["id"] for m in body["data"]] == list(settings.models)
+    assert [m["id"] for m in body["data"]] == list(settings.allowed_models)
     gpt4o = next(m for m in body["data"] if m["id"] == "gpt-4o")
     assert gpt4o == {"id": "gpt-4o", "object": "model", "created": 1715558400, "owned_by": "chatgate"}
     assert sent == []  # nothing reaches Azure
@@ -52,7 +52,7 @@ async def test_a_byok_workspace_sees_its_own_list_in_that_region_only(edge: Any)
         {"id": "acme-ft", "object": "model", "created": 0, "owned_by": "acme"},
     ]
     us = (await acme.get("/openai/us/v1/models")).json()["data"]
-    assert [m["id"] for m in us] == list(settings.models)
+    assert [m["id"] for m in us] == list(settings.allowed_models)
 
 
 async def test_retrieve_and_unknown_models(edge: Any) -> None:

@@ -61,6 +61,8 @@ def test_what_openai_accepts_is_forwarded_as_sent() -> None:
         ({"model": "m", "input": 3}, "input"),
         ({"model": "m", "input": ["x"]}, "input[0]"),
         ({"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0]"),
+        ({"model": "m", "input": [{"role": "user", "content": "a"}, {"id": "msg_1"}]}, "input[1]"),
+        ({"model": "m", "input": [{"type": None, "id": "msg_1"}]}, "input[0]"),
         ({"model": "m", "instructions": {}}, "instructions"),
         ({"model": "m", "max_output_tokens": 0}, "max_output_tokens"),
         ({"model": "m", "max_output_tokens": 1.5}, "max_output_tokens"),
@@ -72,17 +74,44 @@ def test_what_openai_accepts_is_forwarded_as_sent() -> None:
         ({"model": "m", "tools": {}}, "tools"),
         ({"model": "m", "tools": [{"name": "f"}]}, "tools[0].type"),
         ({"model": "m", "tool_choice": 1}, "tool_choice"),
-        ({"model": "m", "text": "json"}, "text"),
-        ({"model": "m", "reasoning": "high"}, "reasoning"),
-        ({"model": "m", "metadata": {"k": 1}}, "metadata.k"),
         ({"model": "m", "background": True}, "background"),
         ({"model": "m", "conversation": "conv_1"}, "conversation"),
+        ({"model": "m", "conversation": {"id": "conv_1"}}, "conversation"),
+        ({"model": "m", "data_sources": []}, "data_sources"),
     ],
 )
 def test_refusals_name_the_parameter(body: dict[str, Any], param: str) -> None:
     with pytest.raises(InvalidRequest) as caught:
         validate_responses_request(body)
     assert caught.value.status_code == 400 and caught.value.to_dict()["error"]["param"] == param
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"text": "json"},
+        {"reasoning": "high"},
+        {"metadata": {"k": 1}},
+        {"prompt_cache_retention": "24h"},
+        {"prompt_cache_options": {"breakpoints": []}},
+        {"moderation": {"mode": "block"}},
+        {"truncation": "auto"},
+        {"include": ["reasoning.encrypted_content"]},
+        {"background": False},
+        {"a_field_openai_adds_next_year": 1},
+    ],
+)
+def test_fields_chatgate_need_not_judge_are_forwarded_as_sent(extra: dict[str, Any]) -> None:
+    request = validate_responses_request({"model": "m", "input": "hi", **extra})
+    assert request.forward == {"model": "m", "input": "hi", **extra}
+
+
+def test_max_output_tokens_is_an_integer_without_a_bound_of_chatgates_own() -> None:
+    request = validate_responses_request({"model": "m", "max_output_tokens": 16.0})
+    assert request.max_output_tokens == 16 and request.forward["max_output_tokens"] == 16
+    assert isinstance(request.forward["max_output_tokens"], int)
+    huge = validate_responses_request({"model": "m", "max_output_tokens": 6_227_020_800})
+    assert huge.max_output_tokens == 6_227_020_800
 
 
 def test_not_an_object() -> None:

@@ -29,6 +29,16 @@ def test_aliased_fields_read_their_alias(monkeypatch):
     assert Settings(CHATGATE_REGIONS="us").regions == ("us",)  # type: ignore[call-arg]
 
 
+def test_embedding_models_are_a_list_of_their_own_in_the_allowlist(monkeypatch):
+    monkeypatch.setenv("CHATGATE_MODELS", "gpt-4o")
+    embeddings = ("text-embedding-3-small", "text-embedding-3-large", "text-embedding-ada-002")
+    assert Settings().allowed_models == ("gpt-4o", *embeddings)  # narrowing the chat models keeps them
+    monkeypatch.setenv("CHATGATE_EMBEDDING_MODELS", "")
+    assert Settings().embedding_models == () and Settings().allowed_models == ("gpt-4o",)
+    monkeypatch.setenv("CHATGATE_EMBEDDING_MODELS", "my-embedder,gpt-4o")
+    assert Settings().allowed_models == ("gpt-4o", "my-embedder")
+
+
 def test_variable_names_match_whatever_their_case(monkeypatch):
     monkeypatch.delenv("CHATGATE_LOG_LEVEL", raising=False)
     monkeypatch.setenv("chatgate_log_level", "DEBUG")

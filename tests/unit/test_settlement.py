@@ -143,7 +143,9 @@ class FailingUsage:
     def __init__(self, error: Exception) -> None:
         self.error = error
 
-    async def add(self, workspace_id: str, day: str, model: str, usage: TokenUsage, *, marker: str) -> bool:
+    async def add(
+        self, workspace_id: str, day: str, model: str, usage: TokenUsage, *, marker: str, api: str = ""
+    ) -> bool:
         raise self.error
 
 
@@ -184,10 +186,19 @@ class SlowUsage(MemoryUsage):
         self.started = asyncio.Event()
         self.release = asyncio.Event()
 
-    async def add(self, workspace_id: str, day: str, model: str, usage: TokenUsage, *, marker: str) -> bool:
+    async def add(
+        self,
+        workspace_id: str,
+        day: str,
+        model: str,
+        usage: TokenUsage,
+        *,
+        marker: str,
+        api: str = "completions",
+    ) -> bool:
         self.started.set()
         await self.release.wait()
-        return await super().add(workspace_id, day, model, usage, marker=marker)
+        return await super().add(workspace_id, day, model, usage, marker=marker, api=api)
 
 
 async def test_a_settlement_in_flight_completes_when_its_caller_is_cancelled() -> None:

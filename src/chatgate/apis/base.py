@@ -1,8 +1,10 @@
 """The adapter interface: what the pipeline needs to know about one API.
 
-An `Api` reads and validates a request body into an `ApiRequest`, counts its prompt tokens, calls the
-upstream for it (a JSON answer or an open event stream), and makes a `StreamRelay` for its streams. The
-pipeline (chatgate.pipeline) does everything else the same way for every API.
+An `Api` reads and validates a request body into an `ApiRequest`, counts its prompt tokens and calls the
+upstream for a JSON answer; a `StreamingApi` also opens the upstream's event stream and makes a
+`StreamRelay` for it. The pipeline (chatgate.pipeline) does everything else the same way for every API.
+An API whose answer is not generated text (embeddings) says so with `reserves_completion = False`: only its
+prompt is reserved.
 """
 
 from __future__ import annotations
@@ -75,6 +77,9 @@ class Api(Protocol[RequestT]):
     """One API's adapter to the pipeline."""
 
     name: str
+    # Whether the answer is generated tokens, for which an allowance is reserved (the request's
+    # `max_output_tokens`, else the default); False (embeddings): the prompt is the whole cost.
+    reserves_completion: bool
 
     def parse(self, raw: bytes) -> RequestT:
         """Read and validate a body (InvalidRequest on anything OpenAI would refuse)."""
@@ -89,6 +94,11 @@ class Api(Protocol[RequestT]):
     async def complete(self, azure: AzureOpenAI, target: UpstreamTarget, request: RequestT) -> Answer:
         """Call the upstream for a JSON answer (ChatgateError on failure)."""
         ...
+
+
+class StreamingApi(Api[RequestT], Protocol[RequestT]):
+    """An API whose requests may ask for a stream (`stream: true`). The requests of any other API never
+    have `stream` true (the pipeline relies on it)."""
 
     async def open_stream(
         self, azure: AzureOpenAI, target: UpstreamTarget, request: RequestT

@@ -114,6 +114,7 @@ class ChatCompletionsApi:
     """The adapter the pipeline is handed for `POST /v1/chat/completions`."""
 
     name = "chat.completions"
+    reserves_completion = True
 
     def parse(self, raw: bytes) -> ChatRequest:
         return replace(validate_chat_request(parse_body(raw)), body_size=len(raw))

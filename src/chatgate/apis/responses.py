@@ -144,6 +144,7 @@ class ResponsesApi:
     """The adapter the pipeline is handed for one `POST /v1/responses` of one workspace in one region."""
 
     name = "responses"
+    reserves_completion = True
 
     def __init__(self, ownership: ResponseOwnership, workspace_id: str, region: str) -> None:
         self._ownership = ownership

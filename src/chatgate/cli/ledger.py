@@ -106,6 +106,7 @@ async def apply(write: UnsettledWrite, counters: Any, usage: Any) -> bool:
             )
         )
     from chatgate.tokens import TokenUsage
+    from chatgate.usage import COMPLETIONS
 
     arguments: dict[str, Any] = {
         "prompt_tokens": int(fields["prompt_tokens"]),
@@ -117,7 +118,12 @@ async def apply(write: UnsettledWrite, counters: Any, usage: Any) -> bool:
     used = TokenUsage(**arguments)
     return bool(
         await usage.add(
-            str(fields["workspace_id"]), str(fields["day"]), str(fields["model"]), used, marker=write.marker
+            str(fields["workspace_id"]),
+            str(fields["day"]),
+            str(fields["model"]),
+            used,
+            marker=write.marker,
+            api=str(fields.get("api") or COMPLETIONS),  # lines written before embeddings: completions
         )
     )
 

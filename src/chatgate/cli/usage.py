@@ -88,7 +88,7 @@ def run_usage(args: argparse.Namespace) -> int:
     total = totals(args.workspace, records)
     if args.json:
         summary = total.to_dict()
-        del summary["day"], summary["model"]
+        del summary["day"], summary["model"], summary["api"]
         document = {
             "workspace": args.workspace,
             "from": first.isoformat(),

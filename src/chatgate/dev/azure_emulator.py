@@ -5,7 +5,8 @@ headers, error bodies, content-filter annotations, rate-limit headers and stream
 
     dated  POST /openai/deployments/{d}/chat/completions?api-version=YYYY-MM-DD[-preview]   (api-key)
     v1     POST /openai/v1/chat/completions, POST /openai/v1/responses, GET/DELETE
-           /openai/v1/responses/{id}, GET /openai/v1/responses/{id}/input_items
+           /openai/v1/responses/{id}, GET /openai/v1/responses/{id}/input_items,
+           POST /openai/v1/embeddings (deterministic vectors: azure_emulator_embeddings.py)
            (no api-version; the deployment in `model`; api-key or Authorization: Bearer)
 
 Like Azure, reasoning deployments (o1*, o3*, o4*, gpt-5*) are refused on dated API versions older than
@@ -48,6 +49,7 @@ from chatgate.dev.azure_emulator_chat import (
     dated_chat_completions,
     v1_chat_completions,
 )
+from chatgate.dev.azure_emulator_embeddings import EMBEDDINGS_PATH, create_embeddings
 from chatgate.dev.azure_emulator_http import error_response, record
 from chatgate.dev.azure_emulator_reply import count_prompt_tokens, preload_encodings
 from chatgate.dev.azure_emulator_responses import (
@@ -141,6 +143,7 @@ def create_emulator_app(state: EmulatorState | None = None) -> Starlette:
             Route(RESPONSES_PATH, create_response, methods=_ALL_METHODS),
             Route(RESPONSE_PATH, retrieve_response, methods=_ALL_METHODS),
             Route(INPUT_ITEMS_PATH, list_input_items, methods=_ALL_METHODS),
+            Route(EMBEDDINGS_PATH, create_embeddings, methods=_ALL_METHODS),
             Route("/{path:path}", not_found, methods=_ALL_METHODS),
         ]
     )

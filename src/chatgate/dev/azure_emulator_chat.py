@@ -16,12 +16,13 @@ from starlette.responses import JSONResponse, Response
 
 from chatgate.dev import azure_emulator_wire as wire
 from chatgate.dev.azure_emulator_http import (
-    V1_API_VERSIONS,
+    admit_v1,
     api_version_refuses,
     authorized,
     dated_api_version,
     error_response,
     record,
+    v1_deployment,
 )
 from chatgate.dev.azure_emulator_reply import encoding_for, plan_reply
 from chatgate.dev.azure_emulator_state import EmulatorState
@@ -59,19 +60,12 @@ async def dated_chat_completions(request: Request) -> Response:
 
 async def v1_chat_completions(request: Request) -> Response:
     """POST /openai/v1/chat/completions (deployment name in `model`)."""
-    state: EmulatorState = request.app.state.emulator
-    body = await record(request)
-    if request.method != "POST":
-        return error_response(wire.resource_not_found())
-    if request.query_params.get("api-version", "") not in V1_API_VERSIONS:
-        return error_response(wire.api_version_not_supported())
-    if not authorized(request, state, bearer=True):
-        return error_response(wire.access_denied())
-    if not isinstance(body, dict):
-        return error_response(wire.invalid_json())
-    deployment = body.get("model")
-    if not isinstance(deployment, str) or not deployment:
-        return error_response(wire.invalid_request("you must provide a model parameter", None))
+    state, body, refused = await admit_v1(request)
+    if refused is not None:
+        return refused
+    deployment = v1_deployment(body)
+    if isinstance(deployment, wire.AzureError):
+        return error_response(deployment)
     return await _answer(state, body, deployment, "v1")
 
 

@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from chatgate.dev import azure_emulator_wire as wire
 from chatgate.dev.azure_emulator_state import EmulatorState, RecordedRequest
@@ -74,3 +74,27 @@ def api_version_refuses(model: str, api_version: str) -> wire.AzureError | None:
         f"Model {base_model(model)} is enabled only for api versions {REASONING_MIN_API_VERSION} and later"
     )
     return wire.AzureError(400, {"error": {"code": "BadRequest", "message": message}}, {})
+
+
+async def admit_v1(request: Request, method: str = "POST") -> tuple[EmulatorState, Any, Response | None]:
+    """Record the request, then the v1 surface's checks shared by its endpoints: the method, no dated
+    api-version, the key (as `api-key` or a bearer token). Returns (state, parsed body, refusal or None)."""
+    state: EmulatorState = request.app.state.emulator
+    body = await record(request)
+    if request.method != method:
+        return state, body, error_response(wire.resource_not_found())
+    if request.query_params.get("api-version", "") not in V1_API_VERSIONS:
+        return state, body, error_response(wire.api_version_not_supported())
+    if not authorized(request, state, bearer=True):
+        return state, body, error_response(wire.access_denied())
+    return state, body, None
+
+
+def v1_deployment(body: Any) -> str | wire.AzureError:
+    """The deployment a v1 body names in `model`, or Azure's 400 when the body is not an object naming one."""
+    if not isinstance(body, dict):
+        return wire.invalid_json()
+    deployment = body.get("model")
+    if not isinstance(deployment, str) or not deployment:
+        return wire.invalid_request("you must provide a model parameter", None)
+    return deployment

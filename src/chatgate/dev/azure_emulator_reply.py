@@ -20,7 +20,7 @@ _TRIGGER_NUMBER = re.compile(r"\[\[(slow|stream_error_after|stream_reset_after|w
 _ANY_TRIGGER = re.compile(r"\[\[[a-z_]+(?::[A-Za-z0-9_-]+)?\]\]")
 _ECHO_LIMIT = 80
 _O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4")
-_CL100K_PREFIXES = ("gpt-4", "gpt-35", "gpt-3.5")
+_CL100K_PREFIXES = ("gpt-4", "gpt-35", "gpt-3.5", "text-embedding")
 _WORDS = (
     *("the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "the", "sun"),
     *("sets", "and", "birds", "sing", "in", "the", "tall", "green", "trees", "near", "the", "river"),

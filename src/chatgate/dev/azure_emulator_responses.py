@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from chatgate.dev import azure_emulator_responses_wire as rwire
 from chatgate.dev import azure_emulator_wire as wire
-from chatgate.dev.azure_emulator_http import V1_API_VERSIONS, authorized, error_response, record
-from chatgate.dev.azure_emulator_state import EmulatorState
+from chatgate.dev.azure_emulator_http import admit_v1, error_response
 from chatgate.dev.azure_emulator_stream import EventStreamResponse
 
 RESPONSES_PATH = "/openai/v1/responses"
@@ -42,22 +40,9 @@ def _previous_not_found(response_id: str) -> wire.AzureError:
     return wire.AzureError(400, {"error": error}, {})
 
 
-async def _admit(request: Request, method: str) -> tuple[EmulatorState, Any, Response | None]:
-    """Record the request, then Azure's checks shared by every Responses endpoint."""
-    state: EmulatorState = request.app.state.emulator
-    body = await record(request)
-    if request.method != method:
-        return state, body, error_response(wire.resource_not_found())
-    if request.query_params.get("api-version", "") not in V1_API_VERSIONS:
-        return state, body, error_response(wire.api_version_not_supported())
-    if not authorized(request, state, bearer=True):
-        return state, body, error_response(wire.access_denied())
-    return state, body, None
-
-
 async def create_response(request: Request) -> Response:
     """POST /openai/v1/responses."""
-    state, body, refused = await _admit(request, "POST")
+    state, body, refused = await admit_v1(request, "POST")
     if refused is not None:
         return refused
     if not isinstance(body, dict):
@@ -111,7 +96,7 @@ async def create_response(request: Request) -> Response:
 async def retrieve_response(request: Request) -> Response:
     """GET or DELETE /openai/v1/responses/{id}."""
     method = "DELETE" if request.method == "DELETE" else "GET"
-    state, _, refused = await _admit(request, method)
+    state, _, refused = await admit_v1(request, method)
     if refused is not None:
         return refused
     response_id = request.path_params["response_id"]
@@ -127,7 +112,7 @@ async def retrieve_response(request: Request) -> Response:
 
 async def list_input_items(request: Request) -> Response:
     """GET /openai/v1/responses/{id}/input_items."""
-    state, _, refused = await _admit(request, "GET")
+    state, _, refused = await admit_v1(request, "GET")
     if refused is not None:
         return refused
     response_id = request.path_params["response_id"]

@@ -21,6 +21,10 @@ KNOWN_MODEL_VERSIONS: dict[str, str] = {
     "gpt-4o-mini": "gpt-4o-mini-2024-07-18",
     "gpt-4": "gpt-4-0613",
     "gpt-35-turbo": "gpt-35-turbo-0125",
+    # Azure reports embedding models without a version.
+    "text-embedding-3-small": "text-embedding-3-small",
+    "text-embedding-3-large": "text-embedding-3-large",
+    "text-embedding-ada-002": "text-embedding-ada-002",
 }
 
 _RATE_WINDOW_S = 60.0

@@ -8,6 +8,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from chatgate.routes.chat_completions import chat_completions
+from chatgate.routes.embeddings import create_embeddings
 from chatgate.routes.models import list_models, retrieve_model
 from chatgate.routes.responses import create_response, delete_response, list_input_items, retrieve_response
 
@@ -23,5 +24,6 @@ def add_routes(app: FastAPI) -> None:
         app.add_route(f"{base}/responses/{{response_id}}", retrieve_response, methods=["GET"])
         app.add_route(f"{base}/responses/{{response_id}}", delete_response, methods=["DELETE"])
         app.add_route(f"{base}/responses/{{response_id}}/input_items", list_input_items, methods=["GET"])
+        app.add_route(f"{base}/embeddings", create_embeddings, methods=["POST"])
         app.add_route(f"{base}/models", list_models, methods=["GET"])
         app.add_route(f"{base}/models/{{model}}", retrieve_model, methods=["GET"])

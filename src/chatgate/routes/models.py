@@ -2,9 +2,10 @@
 region, in OpenAI's shape, so `client.models.list()` and `client.models.retrieve()` work.
 
 The list is the workspace's own (the models of its bring-your-own-keys deployment map) where it has one
-for the region, else the stack's (CHATGATE_MODELS), in configured order. `owned_by` says whose Azure
-resource serves the model: "chatgate" (the stack's) or the workspace's id (its own). `created` is the
-date of the model version Azure serves by default (00:00 UTC), 0 for a model chatgate does not know.
+for the region, else the stack's (CHATGATE_MODELS, then CHATGATE_EMBEDDING_MODELS), in configured order.
+`owned_by` says whose Azure resource serves the model: "chatgate" (the stack's) or the workspace's id
+(its own). `created` is the date of the model version Azure serves by default (00:00 UTC), 0 for a model
+chatgate does not know.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ MODEL_VERSION_DATES = {
     "gpt-4o-mini": "2024-07-18",
     "gpt-4": "2023-06-13",
     "gpt-35-turbo": "2024-01-25",
+    "text-embedding-3-small": "2024-01-25",
+    "text-embedding-3-large": "2024-01-25",
+    "text-embedding-ada-002": "2022-12-15",
 }
 
 

@@ -9,6 +9,10 @@ Keyed by the response id (random, so the items spread over partitions); one GetI
 with UpdateItem (the function's role has no PutItem or DeleteItem on the data table) under a condition
 that keeps an existing record of another workspace as it is. `ttl` expires the record with Azure's 30-day
 retention; DynamoDB deletes expired items within days, so reads also ignore a record past its `ttl`.
+
+A partition key holds at most 2,048 bytes, so an id longer than `RESP#` leaves room for (2,043 bytes) can
+never have been recorded: it is answered as unknown (404 `not_found`) without asking DynamoDB, which would
+refuse the key (a ValidationException, that is a 503) rather than find nothing.
 """
 
 from __future__ import annotations
@@ -27,8 +31,17 @@ _SET_OWNER = "SET workspace_id = :ws, #region = :region, created_at = :now, #ttl
 _UNAVAILABLE = "Stored responses are temporarily unavailable. Please retry shortly."
 
 
+# DynamoDB's limit on a partition key value, in UTF-8 bytes.
+MAX_PARTITION_KEY_BYTES = 2048
+
+
 def owner_key(response_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"RESP#{response_id}"}, "sk": {"S": "OWNER"}}
+
+
+def storable(response_id: str) -> bool:
+    """Whether a response id fits in the table's partition key (every id Azure issues does)."""
+    return len(f"RESP#{response_id}".encode()) <= MAX_PARTITION_KEY_BYTES
 
 
 def _unavailable(exc: Exception) -> ServiceUnavailable:
@@ -54,6 +67,8 @@ class DynamoDBOwnershipStore:
             raise _unavailable(exc) from exc
 
     async def put(self, response_id: str, owner: ResponseOwner, expires_at: int) -> None:
+        if not storable(response_id):
+            raise _unavailable(ValueError("response id too long for a key"))
         values = {
             ":ws": {"S": owner.workspace_id},
             ":region": {"S": owner.region},
@@ -78,6 +93,8 @@ class DynamoDBOwnershipStore:
         )
 
     async def get(self, response_id: str) -> ResponseOwner | None:
+        if not storable(response_id):
+            return None  # never recorded: a 404 like any id chatgate never issued
         try:
             response = await self._call(
                 "GetItem", {"TableName": self._table, "Key": owner_key(response_id), "ConsistentRead": True}
@@ -93,6 +110,8 @@ class DynamoDBOwnershipStore:
         )
 
     async def mark_deleted(self, response_id: str) -> None:
+        if not storable(response_id):
+            return
         await self._conditional_update(
             {
                 "TableName": self._table,

@@ -4,7 +4,7 @@
     requests, prompt_tokens, completion_tokens                         (all requests)
     counted_requests, counted_prompt_tokens, counted_completion_tokens (the part chatgate counted itself)
     requests@<resource>, tokens@<resource>                             (per resource that answered)
-    workspace_id, day, model, updated_at
+    workspace_id, day, model, api ("completions" | "embeddings"), updated_at
 
 Recording is one UpdateItem with `ADD` for every counter and the request's marker `m_<marker>` set under
 `attribute_not_exists(m_<marker>)`: DynamoDB applies it atomically per item and creates the item on first
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from chatgate.stores.aws import AwsError, AwsUnreachable, Boto3Json, RetryPolicy, json_caller
 from chatgate.stores.markers import SETTLE, Acknowledged
 from chatgate.tokens import TokenUsage
-from chatgate.usage import UsageRecord
+from chatgate.usage import COMPLETIONS, UsageRecord
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -38,11 +38,11 @@ _COUNTERS = (
 )
 _UPDATE = (
     "ADD " + ", ".join(f"#{name} :{name}" for name in _COUNTERS) + " "
-    "SET #workspace_id = :workspace_id, #day = :day, #model = :model, #updated_at = :updated_at"
+    "SET #workspace_id = :workspace_id, #day = :day, #model = :model, #api = :api, #updated_at = :updated_at"
 )
 # Which resource answered (upstream pools), added to the same atomic ADD.
 _RESOURCE_ADD = "#res_requests :res_requests, #res_tokens :res_tokens"
-_NAMES = {f"#{name}": name for name in (*_COUNTERS, "workspace_id", "day", "model", "updated_at")}
+_NAMES = {f"#{name}": name for name in (*_COUNTERS, "workspace_id", "day", "model", "api", "updated_at")}
 # Sorts after every model name: the upper end of a day range on the sort key.
 _HIGHEST = "\uffff"
 
@@ -67,6 +67,7 @@ def _num(value: int) -> dict[str, str]:
 def _record(item: dict[str, Any]) -> UsageRecord:
     _, day, model = item["sk"]["S"].split("#", 2)
     counters = {name: int(item[name]["N"]) if name in item else 0 for name in _COUNTERS}
+    api = item.get("api", {}).get("S", COMPLETIONS)  # records written before embeddings: completions
     resources = {
         name.removeprefix("requests@"): (
             int(value["N"]),
@@ -79,6 +80,7 @@ def _record(item: dict[str, Any]) -> UsageRecord:
         workspace_id=item["pk"]["S"].removeprefix("WS#"),
         day=day,
         model=model,
+        api=api,
         resources=resources,
         **counters,
     )
@@ -110,14 +112,23 @@ class DynamoDBUsageStore:
         self._settle_policy = settle_policy
         self._acknowledged = Acknowledged()
 
-    async def add(self, workspace_id: str, day: str, model: str, usage: TokenUsage, *, marker: str) -> bool:
+    async def add(
+        self,
+        workspace_id: str,
+        day: str,
+        model: str,
+        usage: TokenUsage,
+        *,
+        marker: str,
+        api: str = COMPLETIONS,
+    ) -> bool:
         """Add one request's usage, once per marker: False if it already was."""
         item = f"{workspace_id}#{day}#{model}"
         stale = self._acknowledged.due(item, f"m_{marker}")
         try:
             await self._call(
                 "UpdateItem",
-                self._update(workspace_id, day, model, usage, marker=marker, stale=stale),
+                self._update(workspace_id, day, model, usage, marker=marker, api=api, stale=stale),
                 policy=self._settle_policy,
             )
         except AwsError as exc:
@@ -132,11 +143,20 @@ class DynamoDBUsageStore:
         self._acknowledged.add(item, f"m_{marker}")
         return True
 
-    def add_now(self, workspace_id: str, day: str, model: str, usage: TokenUsage, *, marker: str) -> bool:
+    def add_now(
+        self,
+        workspace_id: str,
+        day: str,
+        model: str,
+        usage: TokenUsage,
+        *,
+        marker: str,
+        api: str = COMPLETIONS,
+    ) -> bool:
         """The same write, blocking (a boto3 client only), as `chatgate ledger replay` does it."""
         try:
             Boto3Json(self._client).call_now(
-                "UpdateItem", self._update(workspace_id, day, model, usage, marker=marker)
+                "UpdateItem", self._update(workspace_id, day, model, usage, marker=marker, api=api)
             )
         except AwsError as exc:
             if exc.code == "ConditionalCheckFailedException":
@@ -155,6 +175,7 @@ class DynamoDBUsageStore:
         *,
         marker: str,
         stale: list[str] | None = None,
+        api: str = COMPLETIONS,
     ) -> dict[str, Any]:
         counted = usage.source == "counted"
         amounts = {
@@ -170,6 +191,7 @@ class DynamoDBUsageStore:
             ":workspace_id": {"S": workspace_id},
             ":day": {"S": day},
             ":model": {"S": model},
+            ":api": {"S": api},
             ":updated_at": _num(int(time.time())),
         }
         values[":one"] = _num(1)
