@@ -14,7 +14,7 @@ from moto import mock_aws
 
 from chatgate.cli import main
 from chatgate.ledger import UnsettledWrite, log_unsettled, unsettled_in
-from chatgate.logs import JsonFormatter
+from chatgate.logs import ChatgateFormatter
 from chatgate.stores.usage_dynamodb import UsageStoreError
 
 WRITES = [
@@ -44,7 +44,7 @@ def unsettled_line(caplog: pytest.LogCaptureFixture) -> str:
     with caplog.at_level(logging.ERROR, logger="chatgate.ledger"):
         log_unsettled("req_1", "acme", WRITES)
     (record,) = caplog.records
-    return JsonFormatter().format(record)
+    return ChatgateFormatter(utc=True, use_rfc3339=True).format(record)  # the deployed line's shape
 
 
 def test_the_line_says_unknown_or_failed_and_round_trips(caplog: pytest.LogCaptureFixture) -> None:
