@@ -54,6 +54,15 @@ def response_not_found(response_id: str) -> NotFound:
     return NotFound(f"Response with id '{response_id}' not found.", param=None, code="not_found")
 
 
+def previous_response_not_found(response_id: str) -> NotFound:
+    """The same 404 for a `previous_response_id` the caller may not continue, naming that field."""
+    return NotFound(
+        f"Previous response with id '{response_id}' not found.",
+        param="previous_response_id",
+        code="not_found",
+    )
+
+
 class ResponseOwnership:
     """Records and checks which workspace (and region) owns each stored response."""
 

@@ -93,23 +93,32 @@ def test_another_workspace_cannot_read_continue_or_delete(gateway: str, stack: S
     created = owner.responses.create(model="gpt-4o-mini", input="secret plans")
     other = sdk(gateway, stack.create_key("other-workspace"))
     before = len(stack.upstream("eu").requests)
+    continued = "previous_response_id"  # a continuation's 404 names the field, as OpenAI's does
     calls = [
-        lambda: other.responses.retrieve(created.id),
-        lambda: other.responses.delete(created.id),
-        lambda: other.responses.input_items.list(created.id),
-        lambda: other.responses.create(model="gpt-4o-mini", input="go on", previous_response_id=created.id),
-        lambda: other.responses.create(
-            model="gpt-4o-mini", input="go on", previous_response_id=created.id, stream=True
+        (None, lambda: other.responses.retrieve(created.id)),
+        (None, lambda: other.responses.delete(created.id)),
+        (None, lambda: other.responses.input_items.list(created.id)),
+        (
+            continued,
+            lambda: other.responses.create(
+                model="gpt-4o-mini", input="go on", previous_response_id=created.id
+            ),
         ),
-        lambda: owner.responses.retrieve("resp_never_created"),
+        (
+            continued,
+            lambda: other.responses.create(
+                model="gpt-4o-mini", input="go on", previous_response_id=created.id, stream=True
+            ),
+        ),
+        (None, lambda: owner.responses.retrieve("resp_never_created")),
     ]
-    for call in calls:
+    for param, call in calls:
         with pytest.raises(openai.NotFoundError) as caught:
             call()
         assert caught.value.body == {  # type: ignore[comparison-overlap]
             "message": caught.value.body["message"],  # type: ignore[index]
             "type": "invalid_request_error",
-            "param": None,
+            "param": param,
             "code": "not_found",
         }
     assert len(stack.upstream("eu").requests) == before  # nothing reached Azure

@@ -176,6 +176,7 @@ async def test_a_record_that_does_not_settle_is_one_unsettled_line_and_the_reser
         "prompt_tokens": 30,
         "completion_tokens": 3,
         "source": "azure",
+        "api": "completions",  # which usage endpoint the record belongs to: replayed as it was
     }
     assert str(error) in write["error"]
 

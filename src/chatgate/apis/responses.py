@@ -28,8 +28,8 @@ from chatgate import tokens
 from chatgate.apis.base import Answer
 from chatgate.apis.chat_completions import upstream_error_event
 from chatgate.body import parse_body
-from chatgate.errors import ChatgateError
-from chatgate.ownership import ResponseOwnership, response_not_found
+from chatgate.errors import ChatgateError, NotFound
+from chatgate.ownership import ResponseOwnership, previous_response_not_found
 from chatgate.responses_request import ResponsesRequest, count_input_tokens, validate_responses_request
 from chatgate.tokens import TokenUsage, usage_count
 
@@ -164,11 +164,14 @@ class ResponsesApi:
         previous = getattr(request, "previous_response_id", None)
         if not isinstance(previous, str):
             return route
-        owner = await self._ownership.check(self._workspace_id, self._region, previous)
+        try:
+            owner = await self._ownership.check(self._workspace_id, self._region, previous)
+        except NotFound:
+            raise previous_response_not_found(previous) from None
         resource = route.pool.named(owner.resource)
         if resource is None or resource not in route.resources:
             logger.warning("a stored response's resource is no longer in its pool (or lacks the model)")
-            raise response_not_found(previous)
+            raise previous_response_not_found(previous)
         return replace(route, resources=(resource,))
 
     async def complete(self, azure: AzureOpenAI, target: UpstreamTarget, request: ResponsesRequest) -> Answer:
