@@ -60,6 +60,8 @@ REFUSALS: dict[tuple[str, str], str] = {
     ("chat", "functions"): "Request body: functions holds 1 to 128",
     ("chat", "tool_choice"): "Request body: tool_choice none/auto/required, or a named function in tools",
     ("chat", "function_call"): "Request body: function_call none/auto or a name in functions",
+    # The spec bounds seed by 9223372036854776000, 2^63 rounded as a double: 2^63 itself passes its schema.
+    ("chat", "seed"): "Request body: seed is a 64-bit signed integer",
     ("responses", "background"): "Responses API: background: true is refused",
     ("responses", "conversation"): "Responses API: conversation is refused",
     ("responses", "input"): "Responses API: item_reference input items are refused",
