@@ -1,4 +1,5 @@
-"""Usage in OpenAI's shape (usage/completions): the regional usage ledger (chatgate.usage) in time buckets.
+"""Usage in OpenAI's shape (usage/completions, usage/embeddings): the regional usage ledger (chatgate.usage)
+in time buckets, each endpoint summing the records of its own API (a record's `api`), as OpenAI splits usage.
 
 The ledger keeps one record per workspace, model and UTC day, so buckets are whole UTC days (`1d`); finer
 widths, and grouping or filtering by what the ledger does not record (API key, user, batch, service tier),
@@ -16,7 +17,7 @@ from typing import Protocol
 
 from chatgate.admin.control import Actor, ControlStore
 from chatgate.errors import InvalidRequest
-from chatgate.usage import UsageRecord
+from chatgate.usage import COMPLETIONS, UsageRecord
 
 DAY = 86_400
 GROUPS = ("project_id", "model")
@@ -41,6 +42,7 @@ class UsageQuery:
     group_by: tuple[str, ...] = ()
     limit: int = DEFAULT_BUCKETS
     page: int | None = None  # the start of the first bucket of this page
+    api: str = COMPLETIONS  # whose records are summed: chatgate.usage's COMPLETIONS or EMBEDDINGS
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +144,11 @@ async def usage_buckets(
         ]
         found.extend(record for records in await asyncio.gather(*reads) for record in records)
     for record in found:
-        if record.day not in by_day or (query.models and record.model not in query.models):
+        if (
+            record.api != query.api
+            or record.day not in by_day
+            or (query.models and record.model not in query.models)
+        ):
             continue
         key = (
             by_day[record.day],
