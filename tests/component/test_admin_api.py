@@ -157,6 +157,7 @@ def test_the_newcomers_walkthrough(stack: Stack, gateway: str, capsys: pytest.Ca
         "user_id": None,
         "api_key_id": None,
         "model": "text-embedding-3-small",
+        "num_rate_limited_requests": 0,
     }
     assert record.prompt_tokens > 0 and record.completion_tokens == 0
 

@@ -52,6 +52,7 @@ class UsageResult:
     requests: int
     project_id: str | None
     model: str | None
+    rate_limited: int = 0  # chatgate's 429 rate_limit_exceeded refusals (num_rate_limited_requests)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,14 +156,15 @@ async def usage_buckets(
             record.workspace_id if "project_id" in query.group_by else None,
             record.model if "model" in query.group_by else None,
         )
-        sums = totals.setdefault(key, [0, 0, 0])
+        sums = totals.setdefault(key, [0, 0, 0, 0])
         sums[0] += record.prompt_tokens
         sums[1] += record.completion_tokens
         sums[2] += record.requests
+        sums[3] += record.rate_limited
     buckets = []
     for start in starts:
         results = [
-            UsageResult(sums[0], sums[1], sums[2], project_id, model)
+            UsageResult(sums[0], sums[1], sums[2], project_id, model, sums[3])
             for (day_start, project_id, model), sums in sorted(
                 totals.items(), key=lambda item: (item[0][0], item[0][1] or "", item[0][2] or "")
             )

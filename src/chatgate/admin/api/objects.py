@@ -1,6 +1,6 @@
 """The domain's records in the shapes of OpenAI's Administration API (tests/openapi/admin.json), plus the
 extensions docs/admin.md names (`expires_at` on project API keys, `project_id` on admin keys,
-`request_id` on audit log entries)."""
+`request_id` on audit log entries, `num_rate_limited_requests` on usage results)."""
 
 from __future__ import annotations
 
@@ -155,6 +155,7 @@ def _usage_result(result: UsageResult, api: str) -> dict[str, Any]:
         "user_id": None,
         "api_key_id": None,
         "model": result.model,
+        "num_rate_limited_requests": result.rate_limited,  # chatgate's extension (docs/admin.md)
     }
     if api == COMPLETIONS:
         body |= {"output_tokens": result.output_tokens, "batch": None}
