@@ -323,3 +323,4 @@ def test_rate_limit_refusals_are_in_the_ledger_before_each_429_ends_and_in_the_a
         assert result["num_model_requests"] == statuses.count(200)
     # The instance stopped (graceful shutdown drains): every refusal is counted, none twice.
     assert in_ledger() == (statuses.count(200), statuses.count(429))
+    assert usage_of(capsys, "events")["total"]["rate_limited"] == statuses.count(429)  # `chatgate usage`
