@@ -133,7 +133,18 @@ class MemoryUsage:
             counted_completion_tokens=old.counted_completion_tokens
             + (usage.completion_tokens if counted else 0),
             api=api,
+            rate_limited=old.rate_limited,
         )
+        return True
+
+    async def add_refusals(
+        self, workspace_id: str, day: str, model: str, count: int, *, marker: str, api: str
+    ) -> bool:
+        if marker in self.markers:
+            return False
+        self.markers.add(marker)
+        old = self.records.get((workspace_id, day, model)) or UsageRecord(workspace_id, day, model, api=api)
+        self.records[(workspace_id, day, model)] = replace(old, rate_limited=old.rate_limited + count)
         return True
 
 
@@ -202,7 +213,7 @@ def memory_services(
         ),
         workspaces=WorkspaceDirectory(MemoryLimits(), Limits.from_settings(settings)),
         limiter=RateLimiter.from_settings(MemoryCounters(), settings),
-        usage=UsageLedger(MemoryUsage()),
+        usage=UsageLedger(usage := MemoryUsage(), refusals=usage),
         azure=AzureOpenAI(http),
         http=http,
         ownership=ResponseOwnership(MemoryOwnershipStore()),

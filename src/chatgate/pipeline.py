@@ -24,9 +24,9 @@ from chatgate import observability
 from chatgate.apis.base import PinnedApi
 from chatgate.concurrently import both
 from chatgate.dependencies import read_body
-from chatgate.errors import ChatgateError
+from chatgate.errors import ChatgateError, RateLimitExceeded
 from chatgate.ratelimit import ReservationInDoubt
-from chatgate.settlement import Settlement
+from chatgate.settlement import Settlement, utc_day
 from chatgate.streaming import EventStreamResponse
 from chatgate.usage import COMPLETIONS, usage_api
 
@@ -81,9 +81,14 @@ async def run(
             allowance = 0  # embeddings: the prompt is the whole cost
         observed.step("validate", began)
         began = time.perf_counter()
-        reservation = await services.limiter.reserve(
-            caller.workspace_id, parsed.model, prompt + allowance, limits
-        )
+        try:
+            reservation = await services.limiter.reserve(
+                caller.workspace_id, parsed.model, prompt + allowance, limits
+            )
+        except RateLimitExceeded:  # chatgate's own refusal: counted in the ledger before the 429 is sent
+            with anyio.CancelScope(shield=True):
+                await services.usage.refused(caller.workspace_id, utc_day(), parsed.model, api=settlement.api)
+            raise
         observed.step("reserve", began)
         settlement.admitted(reservation, prompt)
         headers = reservation.headers()

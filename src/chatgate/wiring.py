@@ -169,7 +169,7 @@ def build_services(settings: Settings) -> Services:
         limiter=RateLimiter.from_settings(
             DynamoDBCounterStore(dynamodb, settings.rate_limit_table_name, settle_policy=settle), settings
         ),
-        usage=UsageLedger(usage_records),
+        usage=UsageLedger(usage_records, refusals=usage_records),
         azure=AzureOpenAI(http),
         http=http,
         aws_http=aws_http,

@@ -3,7 +3,8 @@ platform team's workspace admin would use it:
 
 sign in with the organisation admin key (keyboard only) -> create a workspace named like a script (it
 renders as text) -> create a key (shown once, copied) -> a chat completion with that key through the
-OpenAI SDK -> the request in the usage chart and table -> the CSV download equals the admin API's numbers
+OpenAI SDK (and one request chatgate refuses with a 429) -> the request and the refusal in the usage chart
+and table -> the CSV download equals the admin API's numbers
 -> a limit changed -> the key revoked, and the next call refused -> the audit log of the workspace ->
 a workspace admin who edits the URL to reach another workspace gets the API's 404.
 
@@ -157,18 +158,27 @@ def test_the_admin_console_end_to_end(browser: Any, dev: DevServer) -> None:
         model=MODEL, messages=[{"role": "user", "content": "Write a short poem about cats."}]
     )
     assert completion.usage is not None
+    # A request no window of the workspace's token limit can admit: chatgate's own 429, in the ledger.
+    with pytest.raises(openai.RateLimitError) as refused:
+        client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "Too long."}],
+            max_completion_tokens=10_000_000,
+        )
+    assert refused.value.code == "rate_limit_exceeded"
 
-    # ... and shows in the usage table and chart.
+    # ... and shows in the usage table (the 429s column too) and chart.
     page.get_by_role("link", name="Usage").click()
     today = datetime.now(UTC).date()
     start, end = (today - timedelta(days=6)).isoformat(), today.isoformat()
     page.get_by_role("cell", name=MODEL, exact=True).wait_for()
     row = cells(watched, MODEL)
     assert row[0] == today.isoformat() and row[1] == MODEL
-    assert [number(v) for v in row[2:5]] == [
+    assert [number(v) for v in row[2:6]] == [
         completion.usage.prompt_tokens,
         completion.usage.completion_tokens,
         1,
+        1,  # the refusal: num_rate_limited_requests
     ]
     legend = page.locator(".chart .u-legend").first
     assert MODEL in legend.text_content()
@@ -208,6 +218,7 @@ def test_the_admin_console_end_to_end(browser: Any, dev: DevServer) -> None:
     ]
     assert sorted(table[1:]) == usage_rows(dev, WORKSPACE, start, end)
     assert [MODEL, str(completion.usage.prompt_tokens)] in [r[1:3] for r in table[1:]]
+    assert [MODEL, "1", "1"] in [[r[1], *r[4:6]] for r in table[1:]]  # one request served, one refused
 
     # Limits: an organisation admin changes one.
     page.get_by_role("link", name="Limits").click()

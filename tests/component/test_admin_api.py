@@ -124,25 +124,42 @@ def test_the_newcomers_walkthrough(stack: Stack, gateway: str, capsys: pytest.Ca
     )
     assert response.headers["x-ratelimit-limit-requests"] == "20"  # the new limit is in force
 
-    usage = acme.call(
-        "GET",
-        "/usage/completions",
-        "UsageResponse",
-        params={"start_time": int(project["created_at"]) - 86_400, "group_by": ["project_id", "model"]},
-    )
+    embeddings = openai.OpenAI(base_url=f"{gateway}/openai/eu/v1", api_key=key, max_retries=0).embeddings
+    for texts in (["The food was delicious."], ["Cats sleep.", "Most of the day."]):
+        assert len(embeddings.create(model="text-embedding-3-small", input=texts).data) == len(texts)
+
+    # Each usage endpoint sums its own API's records: the chat above in completions, the embeddings apart.
+    since = {"start_time": int(project["created_at"]) - 86_400, "group_by": ["project_id", "model"]}
+    usage = acme.call("GET", "/usage/completions", "UsageResponse", params=since)
     results = [result for bucket in usage["data"] for result in bucket["results"]]
     assert [(r["project_id"], r["model"], r["num_model_requests"]) for r in results] == [
         ("acme", "gpt-4o-mini", 3)
     ]
-    [record] = asyncio.run(
+    assert {r["object"] for r in results} == {"organization.usage.completions.result"}
+    records = asyncio.run(
         DynamoDBUsageStore(boto3.client("dynamodb"), stack.settings.table_name).records(
             "acme", "2000-01-01", "2100-01-01"
         )
     )
+    [record] = [r for r in records if r.api == "completions"]
     assert (results[0]["input_tokens"], results[0]["output_tokens"]) == (
         record.prompt_tokens,
         record.completion_tokens,
     )
+    usage = acme.call("GET", "/usage/embeddings", "UsageResponse", params=since)
+    [embedded] = [result for bucket in usage["data"] for result in bucket["results"]]
+    [record] = [r for r in records if r.api == "embeddings"]
+    assert embedded == {
+        "object": "organization.usage.embeddings.result",
+        "input_tokens": record.prompt_tokens,
+        "num_model_requests": 2,
+        "project_id": "acme",
+        "user_id": None,
+        "api_key_id": None,
+        "model": "text-embedding-3-small",
+        "num_rate_limited_requests": 0,
+    }
+    assert record.prompt_tokens > 0 and record.completion_tokens == 0
 
     log = org.call("GET", "/audit_logs", "ListAuditLogsResponse", params={"project_ids[]": "acme"})
     types = [entry["type"] for entry in log["data"]]
@@ -201,19 +218,20 @@ def test_a_workspace_admin_cannot_read_change_or_detect_another_workspace(
         log = acme.call("GET", "/audit_logs", "ListAuditLogsResponse", params=params)
         assert all(entry["project"]["id"] == "acme" for entry in log["data"])
         assert "globex" not in str(log)
-    usage = acme.call(
-        "GET",
-        "/usage/completions",
-        "UsageResponse",
-        params={
-            "start_time": 0,
-            "project_ids": "globex",
-            "group_by": "project_id",
-            "limit": 1,
-            "page": 86_400 * 20_000,
-        },
-    )
-    assert all(not bucket["results"] for bucket in usage["data"])
+    for api in ("completions", "embeddings"):
+        usage = acme.call(
+            "GET",
+            f"/usage/{api}",
+            "UsageResponse",
+            params={
+                "start_time": 0,
+                "project_ids": "globex",
+                "group_by": "project_id",
+                "limit": 1,
+                "page": 86_400 * 20_000,
+            },
+        )
+        assert all(not bucket["results"] for bucket in usage["data"])
 
     # Its own workspace: organisation operations are refused, in the error shape.
     assert acme.error("POST", "/projects", 403, json={"name": "new"})["code"] == "insufficient_permissions"
@@ -325,7 +343,8 @@ def test_bad_input_and_what_chatgate_cannot_mean(
         ({"start_time": 0, "api_key_ids": "x"}, "api_key_ids"),
         ({"start_time": 10, "end_time": 5}, "end_time"),
     ):
-        assert org.error("GET", "/usage/completions", 400, params=params)["param"] == param
+        for api in ("completions", "embeddings"):
+            assert org.error("GET", f"/usage/{api}", 400, params=params)["param"] == param
 
 
 def test_admin_calls_have_a_budget(

@@ -271,3 +271,56 @@ def test_usage_without_records_is_an_empty_table(stack: Stack, capsys: pytest.Ca
     assert main(["usage", "--workspace", "nobody"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[-1].split() == ["total", "0", "0", "0", "0", "0"]
+
+
+def test_rate_limit_refusals_are_in_the_ledger_before_each_429_ends_and_in_the_admin_api(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """chatgate's own 429s are counted per workspace, model and day: the first in the ledger by the time
+    the client has its 429 (Lambda freezes when the body ends), those within the next second carried and
+    written when the instance stops; the admin API reports them as `num_rate_limited_requests`."""
+    from chatgate.app import create_app
+    from tests.openapi import validator
+    from tests.support.servers import serve
+
+    settings = stack.settings.model_copy(update={"rpm_limit": 1})
+    store = DynamoDBUsageStore(boto3.client("dynamodb"), settings.table_name)
+    today = datetime.now(UTC).date()
+
+    def in_ledger() -> tuple[int, int]:
+        records = asyncio.run(
+            store.records(
+                "events", (today - timedelta(days=1)).isoformat(), (today + timedelta(days=1)).isoformat()
+            )
+        )
+        return sum(r.requests for r in records), sum(r.rate_limited for r in records)
+
+    capsys.readouterr()
+    assert main(["admin-keys", "create", "--name", "ops"]) == 0
+    admin_key = capsys.readouterr().out.strip()
+    statuses = []
+    with serve(create_app(settings)) as gateway:
+        for _ in range(6):
+            response = httpx.post(
+                f"{gateway}/openai/eu/v1/chat/completions",
+                json={"model": "gpt-4o-mini", "messages": CATS},
+                headers={"authorization": f"Bearer {stack.key}"},
+                timeout=30,
+            )
+            statuses.append(response.status_code)
+            if response.status_code == 429 and statuses.count(429) == 1:
+                assert response.json()["error"]["code"] == "rate_limit_exceeded"
+                assert in_ledger()[1] == 1  # written before the 429's body ended
+        assert set(statuses) == {200, 429} and statuses.count(429) >= 3  # 1 RPM (a window may turn once)
+        usage = httpx.get(
+            f"{gateway}/v1/organization/usage/completions",
+            params={"start_time": int(time.time()) - 86_400, "project_ids": "events", "group_by": "model"},
+            headers={"authorization": f"Bearer {admin_key}"},
+        ).json()
+        validator("admin.json", "UsageResponse").validate(usage)
+        [result] = [r for bucket in usage["data"] for r in bucket["results"]]
+        assert 1 <= result["num_rate_limited_requests"] <= statuses.count(429)
+        assert result["num_model_requests"] == statuses.count(200)
+    # The instance stopped (graceful shutdown drains): every refusal is counted, none twice.
+    assert in_ledger() == (statuses.count(200), statuses.count(429))
+    assert usage_of(capsys, "events")["total"]["rate_limited"] == statuses.count(429)  # `chatgate usage`

@@ -57,6 +57,30 @@ async def test_concurrent_adds_from_four_instances_lose_nothing(endpoint: str, t
     assert record.counted_completion_tokens == sum(u.completion_tokens for u in counted)
 
 
+async def test_refusals_from_four_instances_beside_requests_lose_nothing(endpoint: str, table: str) -> None:
+    """Refusal writes (ADD rate_limited) and request records hit the same item at once: all are kept, the
+    record's API is the requests' (a refusal only sets it where none is)."""
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=48))
+    store = DynamoDBUsageStore(dl.client(endpoint), table)
+    ledgers = [
+        UsageLedger(s, refusals=s) for s in (DynamoDBUsageStore(dl.client(endpoint), table) for _ in range(4))
+    ]
+    usage = TokenUsage(10, 0, "azure")
+    day, model = "2025-03-02", "text-embedding-3-small"
+    await asyncio.gather(
+        *(ledgers[i % 4].refused("acme", day, model, api="embeddings") for i in range(120)),
+        *(
+            ledgers[i % 4].record("acme", day, model, usage, marker=f"e{i}", api="embeddings")
+            for i in range(40)
+        ),
+    )
+    for ledger in ledgers:
+        await ledger.drain()  # what each instance still carries (at shutdown)
+    [record] = await store.records("acme", day, day)
+    assert (record.rate_limited, record.requests, record.prompt_tokens) == (120, 40, 400)
+    assert record.api == "embeddings"
+
+
 @pytest.fixture
 def gateways(stack: Stack, endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Two gateway instances whose DynamoDB is dynalite (secrets stay on moto)."""

@@ -1,4 +1,5 @@
-"""usage/completions' buckets are the ledger's records, summed per UTC day and per group, paged."""
+"""usage/completions' and usage/embeddings' buckets are the ledger's records of their API, summed per UTC
+day and per group, paged."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from datetime import UTC, datetime
 
 from chatgate.admin.control import Actor, Page, Workspace
 from chatgate.admin.usage import DAY, UsageQuery, usage_buckets
-from chatgate.usage import UsageRecord
+from chatgate.usage import EMBEDDINGS, UsageRecord
 
 ORG = Actor("api_key", key_id="org")
 ACME_ADMIN = Actor("api_key", key_id="acme-admin", project_id="acme")
@@ -40,6 +41,12 @@ def ledger() -> Ledger:
         UsageRecord("acme", "2026-03-01", "gpt-4o-mini", requests=1, prompt_tokens=3, completion_tokens=4),
         UsageRecord("acme", "2026-03-03", "gpt-4o", requests=5, prompt_tokens=50, completion_tokens=25),
         UsageRecord("globex", "2026-03-01", "gpt-4o", requests=7, prompt_tokens=70, completion_tokens=1),
+        UsageRecord(
+            "acme", "2026-03-01", "text-embedding-3-small", requests=4, prompt_tokens=40, api=EMBEDDINGS
+        ),
+        UsageRecord(
+            "globex", "2026-03-03", "text-embedding-3-small", requests=1, prompt_tokens=9, api=EMBEDDINGS
+        ),
     ]
     return Ledger(records)
 
@@ -88,3 +95,14 @@ async def test_a_workspace_admin_reads_its_own_workspace_only() -> None:
     assert found[0] == (D1, [("acme", None, 13, 9, 3)])
     found, _ = await buckets(ACME_ADMIN, project_ids=frozenset({"globex"}))
     assert all(not results for _, results in found)  # as if globex did not exist
+
+
+async def test_embeddings_are_summed_apart_from_completions() -> None:
+    found, _ = await buckets(ORG, api=EMBEDDINGS, group_by=("project_id", "model"))
+    assert found == [
+        (D1, [("acme", "text-embedding-3-small", 40, 0, 4)]),
+        (D1 + DAY, []),
+        (D1 + 2 * DAY, [("globex", "text-embedding-3-small", 9, 0, 1)]),
+    ]
+    found, _ = await buckets(ACME_ADMIN, api=EMBEDDINGS)
+    assert [results for _, results in found] == [[(None, None, 40, 0, 4)], [], []]

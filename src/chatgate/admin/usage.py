@@ -1,4 +1,5 @@
-"""Usage in OpenAI's shape (usage/completions): the regional usage ledger (chatgate.usage) in time buckets.
+"""Usage in OpenAI's shape (usage/completions, usage/embeddings): the regional usage ledger (chatgate.usage)
+in time buckets, each endpoint summing the records of its own API (a record's `api`), as OpenAI splits usage.
 
 The ledger keeps one record per workspace, model and UTC day, so buckets are whole UTC days (`1d`); finer
 widths, and grouping or filtering by what the ledger does not record (API key, user, batch, service tier),
@@ -16,7 +17,7 @@ from typing import Protocol
 
 from chatgate.admin.control import Actor, ControlStore
 from chatgate.errors import InvalidRequest
-from chatgate.usage import UsageRecord
+from chatgate.usage import COMPLETIONS, UsageRecord
 
 DAY = 86_400
 GROUPS = ("project_id", "model")
@@ -41,6 +42,7 @@ class UsageQuery:
     group_by: tuple[str, ...] = ()
     limit: int = DEFAULT_BUCKETS
     page: int | None = None  # the start of the first bucket of this page
+    api: str = COMPLETIONS  # whose records are summed: chatgate.usage's COMPLETIONS or EMBEDDINGS
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,7 @@ class UsageResult:
     requests: int
     project_id: str | None
     model: str | None
+    rate_limited: int = 0  # chatgate's 429 rate_limit_exceeded refusals (num_rate_limited_requests)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,21 +145,26 @@ async def usage_buckets(
         ]
         found.extend(record for records in await asyncio.gather(*reads) for record in records)
     for record in found:
-        if record.day not in by_day or (query.models and record.model not in query.models):
+        if (
+            record.api != query.api
+            or record.day not in by_day
+            or (query.models and record.model not in query.models)
+        ):
             continue
         key = (
             by_day[record.day],
             record.workspace_id if "project_id" in query.group_by else None,
             record.model if "model" in query.group_by else None,
         )
-        sums = totals.setdefault(key, [0, 0, 0])
+        sums = totals.setdefault(key, [0, 0, 0, 0])
         sums[0] += record.prompt_tokens
         sums[1] += record.completion_tokens
         sums[2] += record.requests
+        sums[3] += record.rate_limited
     buckets = []
     for start in starts:
         results = [
-            UsageResult(sums[0], sums[1], sums[2], project_id, model)
+            UsageResult(sums[0], sums[1], sums[2], project_id, model, sums[3])
             for (day_start, project_id, model), sums in sorted(
                 totals.items(), key=lambda item: (item[0][0], item[0][1] or "", item[0][2] or "")
             )

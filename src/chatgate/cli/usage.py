@@ -62,6 +62,7 @@ def totals(workspace_id: str, records: list[UsageRecord]) -> UsageRecord:
         counted_requests=sum(r.counted_requests for r in records),
         counted_prompt_tokens=sum(r.counted_prompt_tokens for r in records),
         counted_completion_tokens=sum(r.counted_completion_tokens for r in records),
+        rate_limited=sum(r.rate_limited for r in records),
         resources=_by_resource(records),
     )
 

@@ -20,8 +20,9 @@ Data table (single-table design, `CHATGATE_TABLE_NAME`), regional:
   usage record   pk=WS#<workspace>      sk=USAGE#<day>#<model>  one per workspace, UTC day and model:
                  requests, prompt_tokens, completion_tokens, and counted_requests, counted_prompt_tokens,
                  counted_completion_tokens (the part chatgate counted because Azure sent no usage);
-                 workspace_id, day, model, updated_at. Written with one atomic UpdateItem `ADD` per request
-                 (stores/usage_dynamodb.py); a day range of a workspace is one Query on the sort key.
+                 rate_limited (chatgate's own 429s); workspace_id, day, model, updated_at. Written with
+                 one atomic UpdateItem `ADD` per request (stores/usage_dynamodb.py); a day range of a
+                 workspace is one Query on the sort key.
 
   response owner pk=RESP#<response id> sk=OWNER                 (workspace_id, region, created_at, ttl,
                  deleted_at?) for Responses API responses stored on Azure: who may continue, read or delete

@@ -4,6 +4,7 @@
     requests, prompt_tokens, completion_tokens                         (all requests)
     counted_requests, counted_prompt_tokens, counted_completion_tokens (the part chatgate counted itself)
     requests@<resource>, tokens@<resource>                             (per resource that answered)
+    rate_limited                              (chatgate's 429 rate_limit_exceeded refusals, add_refusals)
     workspace_id, day, model, api ("completions" | "embeddings"), updated_at
 
 Recording is one UpdateItem with `ADD` for every counter and the request's marker `m_<marker>` set under
@@ -18,6 +19,7 @@ records.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from chatgate.stores.aws import AwsError, AwsUnreachable, Boto3Json, RetryPolicy, json_caller
@@ -43,6 +45,14 @@ _UPDATE = (
 # Which resource answered (upstream pools), added to the same atomic ADD.
 _RESOURCE_ADD = "#res_requests :res_requests, #res_tokens :res_tokens"
 _NAMES = {f"#{name}": name for name in (*_COUNTERS, "workspace_id", "day", "model", "api", "updated_at")}
+# Rate-limit refusals: their own ADD; the record's API is the one its requests set, if any came first.
+_REFUSALS = (
+    "ADD #rate_limited :count SET #workspace_id = :workspace_id, #day = :day, #model = :model, "
+    "#api = if_not_exists(#api, :api), #updated_at = :updated_at"
+)
+_REFUSAL_NAMES = {
+    f"#{name}": name for name in ("rate_limited", "workspace_id", "day", "model", "api", "updated_at")
+}
 # Sorts after every model name: the upper end of a day range on the sort key.
 _HIGHEST = "\uffff"
 
@@ -66,7 +76,7 @@ def _num(value: int) -> dict[str, str]:
 
 def _record(item: dict[str, Any]) -> UsageRecord:
     _, day, model = item["sk"]["S"].split("#", 2)
-    counters = {name: int(item[name]["N"]) if name in item else 0 for name in _COUNTERS}
+    counters = {name: int(item[name]["N"]) if name in item else 0 for name in (*_COUNTERS, "rate_limited")}
     api = item.get("api", {}).get("S", COMPLETIONS)  # records written before embeddings: completions
     resources = {
         name.removeprefix("requests@"): (
@@ -123,14 +133,49 @@ class DynamoDBUsageStore:
         api: str = COMPLETIONS,
     ) -> bool:
         """Add one request's usage, once per marker: False if it already was."""
+        return await self._marked(
+            workspace_id,
+            day,
+            model,
+            marker,
+            lambda stale: self._update(workspace_id, day, model, usage, marker=marker, api=api, stale=stale),
+        )
+
+    async def add_refusals(
+        self, workspace_id: str, day: str, model: str, count: int, *, marker: str, api: str
+    ) -> bool:
+        """Add `count` rate-limit refusals (chatgate.usage.UsageLedger.refused), once per marker."""
+
+        def update(stale: list[str]) -> dict[str, Any]:
+            values = {
+                ":count": _num(count),
+                ":workspace_id": {"S": workspace_id},
+                ":day": {"S": day},
+                ":model": {"S": model},
+                ":api": {"S": api},
+                ":updated_at": _num(int(time.time())),
+                ":one": _num(1),
+            }
+            return self._conditional(
+                workspace_id, day, model, _REFUSALS + ", #m = :one", {**_REFUSAL_NAMES}, values, marker, stale
+            )
+
+        return await self._marked(workspace_id, day, model, marker, update)
+
+    async def _marked(
+        self,
+        workspace_id: str,
+        day: str,
+        model: str,
+        marker: str,
+        update: Callable[[list[str]], dict[str, Any]],
+    ) -> bool:
+        """One marked UpdateItem on the record (False: the marker was already applied); markers this
+        instance knows were applied are removed by the write (stores/markers.py)."""
         item = f"{workspace_id}#{day}#{model}"
         stale = self._acknowledged.due(item, f"m_{marker}")
         try:
-            await self._call(
-                "UpdateItem",
-                self._update(workspace_id, day, model, usage, marker=marker, api=api, stale=stale),
-                policy=self._settle_policy,
-            )
+            await self._call("UpdateItem", update(stale), policy=self._settle_policy)
         except AwsError as exc:
             self._acknowledged.restore(item, stale)
             if exc.code == "ConditionalCheckFailedException":
@@ -195,7 +240,7 @@ class DynamoDBUsageStore:
             ":updated_at": _num(int(time.time())),
         }
         values[":one"] = _num(1)
-        names = {**_NAMES, "#m": f"m_{marker}"}
+        names = dict(_NAMES)
         update = _UPDATE + ", #m = :one"
         if usage.resource is not None:  # upstream pools: which resource answered, in the same atomic ADD
             values |= {":res_requests": _num(1), ":res_tokens": _num(usage.total_tokens)}
@@ -204,6 +249,21 @@ class DynamoDBUsageStore:
                 "#res_tokens": f"tokens@{usage.resource}",
             }
             update = update.replace("ADD ", f"ADD {_RESOURCE_ADD}, ", 1)
+        return self._conditional(workspace_id, day, model, update, names, values, marker, stale)
+
+    def _conditional(
+        self,
+        workspace_id: str,
+        day: str,
+        model: str,
+        update: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+        marker: str,
+        stale: list[str] | None,
+    ) -> dict[str, Any]:
+        """The UpdateItem of a write marked `m_<marker>`, once only, removing the `stale` markers."""
+        names = {**names, "#m": f"m_{marker}"}
         if stale:
             names |= {f"#x{i}": name for i, name in enumerate(stale)}
             update += " REMOVE " + ", ".join(f"#x{i}" for i in range(len(stale)))

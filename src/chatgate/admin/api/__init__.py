@@ -35,6 +35,7 @@ def add_admin_routes(app: FastAPI, prefixes: tuple[str, ...]) -> None:
             (f"{project}/byok/{{region}}", byok.set_byok, "POST"),
             (f"{project}/byok/{{region}}", byok.delete_byok, "DELETE"),
             (f"{base}/usage/completions", usage.usage_completions, "GET"),
+            (f"{base}/usage/embeddings", usage.usage_embeddings, "GET"),
             (f"{base}/admin_api_keys", admin_keys.list_admin_keys, "GET"),
             (f"{base}/admin_api_keys", admin_keys.create_admin_key, "POST"),
             (f"{base}/admin_api_keys/{{key_id}}", admin_keys.get_admin_key, "GET"),

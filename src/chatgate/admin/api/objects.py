@@ -1,6 +1,6 @@
 """The domain's records in the shapes of OpenAI's Administration API (tests/openapi/admin.json), plus the
 extensions docs/admin.md names (`expires_at` on project API keys, `project_id` on admin keys,
-`request_id` on audit log entries)."""
+`request_id` on audit log entries, `num_rate_limited_requests` on usage results)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from chatgate.admin.admin_keys import redacted
 from chatgate.admin.control import AdminKey, AuditEntry, Workspace
 from chatgate.admin.keys import service_account_id
 from chatgate.admin.limits import rate_limit_id
-from chatgate.admin.usage import Bucket
+from chatgate.admin.usage import Bucket, UsageResult
 from chatgate.auth import KEY_PREFIX, ApiKey
 from chatgate.ratelimit import Limits
+from chatgate.usage import COMPLETIONS
 
 
 def project(workspace: Workspace) -> dict[str, Any]:
@@ -126,7 +127,9 @@ def audit_log(entry: AuditEntry) -> dict[str, Any]:
     return body
 
 
-def usage_page(buckets: list[Bucket], next_page: int | None, result_object: str) -> dict[str, Any]:
+def usage_page(buckets: list[Bucket], next_page: int | None, api: str) -> dict[str, Any]:
+    """A page of usage buckets in OpenAI's shape for `usage/<api>`: embeddings results have no output
+    tokens and no batch (UsageEmbeddingsResult), completions results have both."""
     return {
         "object": "page",
         "data": [
@@ -134,23 +137,26 @@ def usage_page(buckets: list[Bucket], next_page: int | None, result_object: str)
                 "object": "bucket",
                 "start_time": bucket.start_time,
                 "end_time": bucket.end_time,
-                "results": [
-                    {
-                        "object": result_object,
-                        "input_tokens": result.input_tokens,
-                        "output_tokens": result.output_tokens,
-                        "num_model_requests": result.requests,
-                        "project_id": result.project_id,
-                        "user_id": None,
-                        "api_key_id": None,
-                        "model": result.model,
-                        "batch": None,
-                    }
-                    for result in bucket.results
-                ],
+                "results": [_usage_result(result, api) for result in bucket.results],
             }
             for bucket in buckets
         ],
         "has_more": next_page is not None,
         "next_page": str(next_page) if next_page is not None else None,
     }
+
+
+def _usage_result(result: UsageResult, api: str) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "object": f"organization.usage.{api}.result",
+        "input_tokens": result.input_tokens,
+        "num_model_requests": result.requests,
+        "project_id": result.project_id,
+        "user_id": None,
+        "api_key_id": None,
+        "model": result.model,
+        "num_rate_limited_requests": result.rate_limited,  # chatgate's extension (docs/admin.md)
+    }
+    if api == COMPLETIONS:
+        body |= {"output_tokens": result.output_tokens, "batch": None}
+    return body

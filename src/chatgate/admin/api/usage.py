@@ -1,8 +1,10 @@
-"""/v1/organization/usage/completions: the region's usage ledger in daily buckets (admin/usage.py)."""
+"""/v1/organization/usage/completions and usage/embeddings: the region's usage ledger in daily buckets, each
+endpoint the records of its API (admin/usage.py)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -12,11 +14,23 @@ from chatgate.admin.api import objects
 from chatgate.admin.api.common import admin_entered, query_int, query_list
 from chatgate.errors import InvalidRequest, NotFound, ServiceUnavailable
 from chatgate.stores.usage_dynamodb import UsageStoreError
+from chatgate.usage import COMPLETIONS, EMBEDDINGS
 
 _FOREVER = 2**41
 
 
-async def usage_completions(request: Request) -> JSONResponse:
+def usage_endpoint(api: str) -> Callable[[Request], Awaitable[JSONResponse]]:
+    """The handler of `usage/<api>`: the same parameters, buckets, grouping, paging and scoping for every
+    API; only the records summed and the results' shape differ."""
+
+    async def endpoint(request: Request) -> JSONResponse:
+        return await _usage(request, api)
+
+    endpoint.__name__ = f"usage_{api}"
+    return endpoint
+
+
+async def _usage(request: Request, api: str) -> JSONResponse:
     actor, store, services = await admin_entered(request)
     if services.usage_records is None:
         raise NotFound("Usage is not available on this stack.", code="unknown_url")
@@ -50,6 +64,7 @@ async def usage_completions(request: Request) -> JSONResponse:
         group_by=tuple(group_by),
         limit=limit or usage.DEFAULT_BUCKETS,
         page=page,
+        api=api,
     )
     try:
         buckets, next_page = await usage.usage_buckets(store, services.usage_records, actor, query)
@@ -57,4 +72,8 @@ async def usage_completions(request: Request) -> JSONResponse:
         raise ServiceUnavailable(
             "Usage records are temporarily unavailable. Please retry shortly.", headers={"retry-after": "1"}
         ) from exc
-    return JSONResponse(objects.usage_page(buckets, next_page, "organization.usage.completions.result"))
+    return JSONResponse(objects.usage_page(buckets, next_page, api))
+
+
+usage_completions = usage_endpoint(COMPLETIONS)
+usage_embeddings = usage_endpoint(EMBEDDINGS)
