@@ -224,6 +224,7 @@ def start_stack(context: ExitStack) -> Stack:
     settings = Settings()
     dl.create_data_table(dl.client(dynamodb_url), settings.table_name)  # dynalite has no TTL settings
     dl.create_rate_limit_table(dl.client(dynamodb_url), settings.rate_limit_table_name)
+    dl.create_control_table(dl.client(dynamodb_url), settings.control_table_name)
     secretsmanager = boto3.client("secretsmanager")
     for region, url in emulators.items():
         secret = {"endpoint": url, "api_key": EMULATOR_KEYS[region], "api_version": API_VERSION}
@@ -231,6 +232,14 @@ def start_stack(context: ExitStack) -> Stack:
     from chatgate.cli.keys import create_key
 
     key = create_key(settings, "bench", "floor bench")
+    # The same key item in the data table, where code from before the control plane looked keys up
+    # (lambda_share.py --before-src runs such code beside the gateway).
+    client = dl.client(dynamodb_url)
+    key_id = key.split("_")[1]
+    item = client.get_item(
+        TableName=settings.control_table_name, Key={"pk": {"S": f"KEY#{key_id}"}, "sk": {"S": "KEY"}}
+    )["Item"]
+    client.put_item(TableName=settings.table_name, Item=item)
 
     proxy_env = {
         **os.environ,

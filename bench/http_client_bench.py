@@ -1,5 +1,6 @@
 """One loopback POST: httpx.AsyncClient on its default transport (httpcore on anyio), httpx.AsyncClient on
-chatgate.transport, and chatgate.transport.Client (what the gateway uses: httpx's requests and responses
+chatgate.upstream.transport, and chatgate.upstream.transport.Client (what the gateway uses: httpx's requests
+and responses
 straight onto that transport).
 
     .venv/bin/python bench/http_client_bench.py [--calls 3000]
@@ -25,7 +26,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from chatgate.transport import Client, Transport
+from chatgate.upstream.transport import Client, Transport
 
 ANSWER = b"HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: 2\r\n\r\n{}"
 BODY = json.dumps({"TableName": "chatgate-ratelimits", "Key": {"pk": {"S": "ws#model#minute"}}}).encode()
@@ -67,8 +68,8 @@ async def main(calls: int) -> None:
 
     ways = {
         "httpx, default transport": lambda: through(default),
-        "httpx, chatgate.transport": lambda: through(lean),
-        "chatgate.transport.Client": lambda: through(direct),
+        "httpx, chatgate.upstream.transport": lambda: through(lean),
+        "chatgate.upstream.transport.Client": lambda: through(direct),
     }
     times: dict[str, list[float]] = {name: [] for name in ways}
     cpu = dict.fromkeys(ways, 0.0)  # process CPU seconds (the in-process server's share included in each)

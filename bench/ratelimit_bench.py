@@ -25,8 +25,8 @@ from typing import Any
 
 from tests.support import dynalite as dl
 
-from chatgate import tokens
-from chatgate.ratelimit import Limits, RateLimiter, RateLimitExceeded
+from chatgate.limits import tokens
+from chatgate.limits.ratelimit import Limits, RateLimiter, RateLimitExceeded
 from chatgate.stores.ratelimit_dynamodb import DynamoDBCounterStore
 
 TABLE = "chatgate-ratelimits-bench"

@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from chatgate import tokenizer, tokens
+from chatgate.limits import tokenizer, tokens
 
 CAP = 4 * 1024 * 1024
 

@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from chatgate.app import create_app
-from chatgate.auth import ApiKey, hash_key
 from chatgate.dev import aws
 from chatgate.dev.azure_emulator import EmulatorState, RunningEmulator, start_emulator
+from chatgate.gateway.auth import ApiKey, hash_key
 from chatgate.settings import Settings
 from chatgate.stores.keys_dynamodb import key_item
 from tests.support.servers import serve

@@ -8,16 +8,16 @@ from typing import Any
 
 import httpx
 
-from chatgate.auth import ApiKey, Authenticator, hash_key, new_key
-from chatgate.ownership import MemoryOwnershipStore, ResponseOwnership
-from chatgate.ratelimit import AddResult, Counts, Limits, RateLimiter
+from chatgate.gateway.auth import ApiKey, Authenticator, hash_key, new_key
+from chatgate.gateway.ownership import MemoryOwnershipStore, ResponseOwnership
+from chatgate.limits.ratelimit import AddResult, Counts, Limits, RateLimiter
+from chatgate.limits.tokens import TokenUsage
+from chatgate.limits.usage import UsageLedger, UsageRecord
+from chatgate.limits.workspace_limits import WorkspaceDirectory
 from chatgate.settings import Settings
-from chatgate.tokens import TokenUsage
 from chatgate.upstream.azure import AzureOpenAI
 from chatgate.upstream.config import UpstreamDirectory
-from chatgate.usage import UsageLedger, UsageRecord
 from chatgate.wiring import Services
-from chatgate.workspaces import WorkspaceDirectory
 
 
 class MemoryKeyStore:

@@ -1,5 +1,5 @@
-"""create_app(): the FastAPI app. Routes live in chatgate.routes (chat completions, models), the steps
-they share in chatgate.dependencies; this module adds health, the error rendering and the lifespan.
+"""create_app(): the FastAPI app. Routes live in chatgate.gateway.routes (chat completions, models), the steps
+they share in chatgate.gateway.dependencies; this module adds health, the error rendering and the lifespan.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from chatgate import observability, shutdown
 from chatgate.admin.api import add_admin_routes
 from chatgate.console import add_console_routes
 from chatgate.errors import (
@@ -23,9 +22,11 @@ from chatgate.errors import (
     MethodNotAllowed,
     NotFound,
 )
-from chatgate.metrics import MetricsConfig
+from chatgate.gateway import shutdown
+from chatgate.gateway.routes import PREFIXES, add_routes
 from chatgate.middleware import RequestContextMiddleware
-from chatgate.routes import PREFIXES, add_routes
+from chatgate.observability import observation as observability
+from chatgate.observability.metrics import MetricsConfig
 from chatgate.settings import Settings
 from chatgate.wiring import Services, build_services
 
@@ -79,7 +80,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         if owned:  # build clients at startup, before the first request (uvicorn, Lambda Web Adapter)
             app.state.services = build_services(app.state.settings)
         settings = app.state.settings
-        # On SIGTERM, streams still running near the grace's end get an error frame (chatgate.shutdown).
+        # On SIGTERM, streams still running near the grace's end get an error frame
+        # (chatgate.gateway.shutdown).
         shutdown.install(settings.shutdown_grace_seconds, settings.settlement_budget_seconds)
         try:
             yield

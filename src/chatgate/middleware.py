@@ -25,10 +25,10 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chatgate import logs, tracing
 from chatgate.errors import InternalError
-from chatgate.metrics import MetricsConfig, emit, trace_root
-from chatgate.observability import RequestObservation, api_of, observation_var
+from chatgate.observability import logs, tracing
+from chatgate.observability.metrics import MetricsConfig, emit, trace_root
+from chatgate.observability.observation import RequestObservation, api_of, observation_var
 
 logger = logging.getLogger("chatgate.access")
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")

@@ -22,16 +22,16 @@ import httpx
 from chatgate.admin.admin_keys import AdminAuthenticator
 from chatgate.admin.control import ControlStore
 from chatgate.admin.usage import UsageReader
-from chatgate.auth import Authenticator
-from chatgate.ownership import ResponseOwnership
-from chatgate.ratelimit import Limits, RateLimiter
+from chatgate.gateway.auth import Authenticator
+from chatgate.gateway.ownership import ResponseOwnership
+from chatgate.limits.ratelimit import Limits, RateLimiter
+from chatgate.limits.usage import UsageLedger
+from chatgate.limits.workspace_limits import WorkspaceDirectory
 from chatgate.settings import Settings
-from chatgate.transport import Client, HttpClient, Transport, tls_context
 from chatgate.upstream.azure import AzureOpenAI
 from chatgate.upstream.config import UpstreamDirectory, byok_endpoint_policy
 from chatgate.upstream.pool import PoolHealth
-from chatgate.usage import UsageLedger
-from chatgate.workspaces import WorkspaceDirectory
+from chatgate.upstream.transport import Client, HttpClient, Transport, tls_context
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -108,7 +108,7 @@ def aws_clients(settings: Settings) -> tuple[DynamoDBClient, SecretsManagerClien
 
 
 def http_client(settings: Settings, verify: ssl.SSLContext | bool = True) -> Client:
-    """The upstream HTTP client: pooled, keep-alive, explicit timeouts (chatgate.transport)."""
+    """The upstream HTTP client: pooled, keep-alive, explicit timeouts (chatgate.upstream.transport)."""
     return Client(
         Transport(
             ssl_context=tls_context(verify),

@@ -11,17 +11,17 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 
-from chatgate.auth import new_key
 from chatgate.errors import RateLimitExceeded, ServiceUnavailable
-from chatgate.ratelimit import Counts, Limits, RateLimiter, Reservation
+from chatgate.gateway.auth import new_key
+from chatgate.limits.ratelimit import Counts, Limits, RateLimiter, Reservation
+from chatgate.limits.tokens import TokenUsage
+from chatgate.limits.usage import UsageLedger
 from chatgate.stores.aws import DYNAMODB, AwsJsonClient, Credentials, aws_http_client
 from chatgate.stores.keys_dynamodb import DynamoDBKeyStore
 from chatgate.stores.markers import Acknowledged
 from chatgate.stores.ratelimit_dynamodb import DynamoDBCounterStore
 from chatgate.stores.usage_dynamodb import DynamoDBUsageStore, usage_key
-from chatgate.tokens import TokenUsage
-from chatgate.transport import Client, Transport
-from chatgate.usage import UsageLedger
+from chatgate.upstream.transport import Client, Transport
 from tests.support import dynalite as dl
 
 T0 = 1_700_000_040.0

@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
+from chatgate.gateway.checks import AZURE_EXTENSIONS
 from chatgate.settings import DEFAULT_EMBEDDING_MODELS, DEFAULT_MODELS
 from tests.component.test_fuzz import gateway_in_process, sse
 from tests.component.test_fuzz_responses import events
@@ -66,6 +67,12 @@ REFUSALS: dict[tuple[str, str], str] = {
     ("responses", "conversation"): "Responses API: conversation is refused",
     ("responses", "input"): "Responses API: item_reference input items are refused",
     ("responses", "previous_response_id"): "Responses API: a response id chatgate never issued is a 404",
+    # Where the spec leaves additional properties open, a generator may add one of Azure's extensions.
+    **{
+        (api, field): "Request body: the denylist of Azure extensions (data_sources and its kin)"
+        for api in ("chat", "responses", "embeddings")
+        for field in AZURE_EXTENSIONS
+    },
 }
 # Whatever the API: a request larger than the workspace's TPM (prompt + max_output_tokens / max_tokens, which
 # the spec does not bound) can never be admitted.

@@ -16,7 +16,7 @@ from chatgate.admin.control import Actor
 from chatgate.errors import Conflict, NotFound
 from chatgate.stores.aws import DYNAMODB, AwsJsonClient, Credentials, aws_http_client
 from chatgate.stores.control_dynamodb import DynamoDBControlStore
-from chatgate.transport import Client
+from chatgate.upstream.transport import Client
 from tests.support import dynalite as dl
 
 ORG = Actor("api_key", key_id="org-admin", request_id="req_test")

@@ -9,9 +9,9 @@ import boto3
 import httpx
 import pytest
 
-from chatgate.auth import ApiKey, hash_key, new_key
 from chatgate.cli import main
-from chatgate.ratelimit import Limits
+from chatgate.gateway.auth import ApiKey, hash_key, new_key
+from chatgate.limits.ratelimit import Limits
 from chatgate.stores.keys_dynamodb import key_item
 from chatgate.stores.workspaces_dynamodb import limits_item
 from tests.conftest import Stack

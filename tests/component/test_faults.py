@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from chatgate import tokens
 from chatgate.app import create_app
 from chatgate.cli import main
+from chatgate.limits import tokens
 from chatgate.settings import Settings
 from tests.conftest import Stack
 from tests.support.contract import assert_error_shape, check_error_body

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chatgate.app import create_app
-from chatgate.validation import _CHECKS
+from chatgate.gateway.validation import _CHECKS
 from tests.conftest import Stack
 from tests.fakes import azure_completion, fake_services
 from tests.support.contract import check_error_body

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chatgate.responses_request import _CHECKS
+from chatgate.gateway.responses_request import _CHECKS
 from tests.component.test_fuzz import JSON, SEEN, TEXT, UPSTREAM_MODES, check, gateway_in_process
 
 EXAMPLES = int(os.environ.get("FUZZ_RESPONSES_EXAMPLES", "800"))

@@ -1,4 +1,5 @@
-"""A hostile upstream against chatgate.transport directly: each class of misbehaviour the issue "Connections
+"""A hostile upstream against chatgate.upstream.transport directly: each class of misbehaviour the issue
+"Connections
 you can trust" lists, played by a scripted loopback server, and what the client must see. Where it makes the
 point, httpx's default transport (httpcore and h11) is played the same server. The classes a request through
 the gateway can reach are also in test_hostile_gateway.py.
@@ -16,8 +17,8 @@ import httpx
 import pytest
 
 from chatgate.clock import Clock
-from chatgate.http11 import HEAD_LIMIT
-from chatgate.transport import Client, Transport
+from chatgate.upstream.http11 import HEAD_LIMIT
+from chatgate.upstream.transport import Client, Transport
 from tests.component.test_transport import OK, Server, chunk, client, keep_answering, serving
 
 # An answer the server sends to nobody: a response head and the first half of its body.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from chatgate.auth import Authenticator, new_key
+from chatgate.gateway.auth import Authenticator, new_key
 from chatgate.stores.keys_dynamodb import DynamoDBKeyStore
 from tests.support import dynalite as dl
 

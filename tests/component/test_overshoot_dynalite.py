@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from chatgate import tokens
 from chatgate.app import create_app
 from chatgate.cli import create_key
+from chatgate.limits import tokens
 from chatgate.settings import Settings
 from tests.conftest import Stack
 from tests.support import dynalite as dl

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from chatgate.errors import NotFound, ServiceUnavailable
-from chatgate.ownership import ResponseOwner, ResponseOwnership
+from chatgate.gateway.ownership import ResponseOwner, ResponseOwnership
 from chatgate.stores.ownership_dynamodb import DynamoDBOwnershipStore, owner_key
 from tests.support import dynalite as dl
 

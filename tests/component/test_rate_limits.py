@@ -16,8 +16,8 @@ import httpx
 import openai
 import pytest
 
-from chatgate import tokens
 from chatgate.cli import main
+from chatgate.limits import tokens
 from tests.conftest import Stack
 from tests.support.clock import LimiterClock
 

@@ -14,7 +14,7 @@ import pytest
 from botocore.stub import Stubber
 
 from chatgate.errors import RateLimitExceeded, ServiceUnavailable
-from chatgate.ratelimit import Limits, RateLimiter, Reservation
+from chatgate.limits.ratelimit import Limits, RateLimiter, Reservation
 from chatgate.stores.ratelimit_dynamodb import DynamoDBCounterStore
 from tests.support import dynalite as dl
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chatgate import tokens
 from chatgate.app import create_app
 from chatgate.cli import main
 from chatgate.dev.azure_emulator import EmulatorState, RunningEmulator, start_emulator
+from chatgate.limits import tokens
 from chatgate.settings import Settings
 from tests.support.instances import chatgate_dev, contract_environment
 from tests.support.servers import serve

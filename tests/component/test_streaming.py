@@ -423,5 +423,7 @@ def test_streams_read_to_their_end_reuse_one_upstream_connection(stack: Stack) -
         for _ in range(3):
             with client.chat.completions.create(model="gpt-4o-mini", messages=CATS, stream=True) as stream:
                 assert list(stream)
-        transport = app.state.services.http._transport  # chatgate.transport, under the upstream client
+        transport = (
+            app.state.services.http._transport
+        )  # chatgate.upstream.transport, under the upstream client
         assert transport.connections_opened == 1

@@ -1,4 +1,4 @@
-"""chatgate.transport under httpx: what a client of Azure or AWS would notice on the wire.
+"""chatgate.upstream.transport under httpx: what a client of Azure or AWS would notice on the wire.
 
 Each test runs a scripted HTTP/1.1 server on loopback (asyncio streams, one handler per connection) and
 talks to it through httpx.AsyncClient(transport=Transport(...)), as the gateway does.
@@ -16,7 +16,7 @@ import httpx
 import pytest
 import trustme
 
-from chatgate.transport import Transport
+from chatgate.upstream.transport import Transport
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"

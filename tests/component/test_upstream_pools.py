@@ -20,8 +20,8 @@ import pytest
 from chatgate.app import create_app
 from chatgate.cli import create_key
 from chatgate.dev.azure_emulator import EmulatorState, RunningEmulator, start_emulator
+from chatgate.gateway.settlement import utc_day
 from chatgate.settings import Settings
-from chatgate.settlement import utc_day
 from chatgate.stores.usage_dynamodb import DynamoDBUsageStore
 from chatgate.upstream.pool import PoolHealth
 from tests.conftest import Stack

@@ -19,8 +19,8 @@ import httpx
 import openai
 import pytest
 
-from chatgate import tokens
 from chatgate.cli import main
+from chatgate.limits import tokens
 from chatgate.stores.usage_dynamodb import DynamoDBUsageStore, UsageStoreError
 from tests.conftest import Stack
 from tests.support.outcomes import Outcomes, record_outcomes

@@ -15,15 +15,15 @@ import httpx
 import openai
 import pytest
 
-from chatgate import tokens
 from chatgate.admin import keys
 from chatgate.admin.control import CLI
 from chatgate.app import create_app
 from chatgate.cli.common import control_store
+from chatgate.limits import tokens
+from chatgate.limits.tokens import TokenUsage
+from chatgate.limits.usage import UsageLedger
 from chatgate.settings import Settings
 from chatgate.stores.usage_dynamodb import DynamoDBUsageStore
-from chatgate.tokens import TokenUsage
-from chatgate.usage import UsageLedger
 from tests.conftest import Stack
 from tests.support import dynalite as dl
 from tests.support.outcomes import record_outcomes

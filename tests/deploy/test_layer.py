@@ -226,12 +226,12 @@ def test_tokenizer_vocabularies_ship_inside_the_package():
     layer requirement."""
     import tomllib
 
-    from chatgate import tokenizer
+    from chatgate.limits import tokenizer
 
     names = {layer.requirement_name(r) for r in layer.layer_requirements(ROOT / "pyproject.toml")}
     assert {"tiktoken", tokenizer.VOCABULARY_PACKAGE} <= names
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
-    assert "vocabularies/*.table" in package_data["chatgate"]
+    assert "limits/vocabularies/*.table" in package_data["chatgate"]
     for name in ("o200k_base", "cl100k_base"):
         assert (tokenizer.COMPILED_DIR / f"{name}.table").is_file()
         assert (tokenizer.vocabulary_dir() / f"{name}.tiktoken.gz").is_file()

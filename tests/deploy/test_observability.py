@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from chatgate.metrics import PER_MODEL, PER_POOL, PER_RESOURCE, PER_WORKSPACE, STACK
-from chatgate.observability import RequestObservation
+from chatgate.observability.metrics import PER_MODEL, PER_POOL, PER_RESOURCE, PER_WORKSPACE, STACK
+from chatgate.observability.observation import RequestObservation
 
 from .cfn import parameter_values, resolve, resources_of_type, sub_text, substitute
 from .conftest import MODES
@@ -43,7 +43,7 @@ def dashboard(stack: dict[str, Any], overrides: dict[str, str] | None = None) ->
 
 def app_metric_names() -> set[str]:
     """Every metric name the app can write (an observation with every fact set)."""
-    from chatgate.metrics import metric_values
+    from chatgate.observability.metrics import metric_values
 
     observation = RequestObservation(request_id="r", stream=True)
     observation.upstream_started(stream=True)

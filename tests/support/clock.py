@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from chatgate import ratelimit
+from chatgate.limits import ratelimit
 
 
 class LimiterClock:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import boto3
 from botocore.config import Config
 
-from chatgate.auth import ApiKey
+from chatgate.gateway.auth import ApiKey
 from chatgate.stores.keys_dynamodb import key_item
 from chatgate.stores.schema import control_table, data_table, rate_limit_table
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from chatgate.settlement import StreamOutcome
-from chatgate.streaming import EventStreamResponse
+from chatgate.gateway.settlement import StreamOutcome
+from chatgate.gateway.streaming import EventStreamResponse
 
 
 class Outcomes:

@@ -7,8 +7,8 @@ import pytest
 
 from chatgate.admin.admin_keys import AdminAuthenticator, new_admin_key
 from chatgate.admin.control import AdminKey, Workspace
-from chatgate.auth import new_key, parse_key_id
 from chatgate.errors import InvalidApiKey
+from chatgate.gateway.auth import new_key, parse_key_id
 
 
 class Keys:

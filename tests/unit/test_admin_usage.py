@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from chatgate.admin.control import Actor, Page, Workspace
 from chatgate.admin.usage import DAY, UsageQuery, usage_buckets
-from chatgate.usage import EMBEDDINGS, UsageRecord
+from chatgate.limits.usage import EMBEDDINGS, UsageRecord
 
 ORG = Actor("api_key", key_id="org")
 ACME_ADMIN = Actor("api_key", key_id="acme-admin", project_id="acme")

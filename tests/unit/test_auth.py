@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from chatgate.auth import Authenticator, hash_key, new_key, parse_key_id
 from chatgate.errors import InvalidApiKey
+from chatgate.gateway.auth import Authenticator, hash_key, new_key, parse_key_id
 from tests.fakes import MemoryKeyStore
 
 
@@ -152,7 +152,7 @@ async def test_unknown_key_ids_are_cached_briefly_and_a_new_key_works_after_the_
             await authenticator.authenticate(f"Bearer {key}")
     assert store.reads == 1  # a flood of one unknown id: one read
 
-    from chatgate.auth import ApiKey
+    from chatgate.gateway.auth import ApiKey
 
     store.keys[key_id] = ApiKey(key_id=key_id, workspace_id="acme", key_hash=key_hash)  # created now
     clock.now += 5
@@ -166,7 +166,7 @@ async def test_the_negative_cache_is_bounded() -> None:
     for _ in range(3):
         with pytest.raises(InvalidApiKey):
             await authenticator.authenticate(f"Bearer {new_key()[0]}")
-    from chatgate import auth
+    from chatgate.gateway import auth
 
     assert len(authenticator._unknown) == 3
     assert auth._CACHE_MAX_ENTRIES == 10_000  # the bound on both caches

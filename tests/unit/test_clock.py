@@ -10,12 +10,12 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from chatgate.auth import Authenticator, parse_key_id
 from chatgate.clock import Clock, Stamp
 from chatgate.errors import InvalidApiKey
-from chatgate.ratelimit import Limits
+from chatgate.gateway.auth import Authenticator, parse_key_id
+from chatgate.limits.ratelimit import Limits
+from chatgate.limits.workspace_limits import WorkspaceDirectory
 from chatgate.stores.secrets import ExtensionSecretReader, SecretsManagerSource
-from chatgate.workspaces import WorkspaceDirectory
 from tests.fakes import MemoryKeyStore, MemoryLimits
 
 

@@ -10,16 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatgate import tokens
-from chatgate.apis.embeddings import EMBEDDINGS, usage_of
-from chatgate.embeddings_request import (
+from chatgate.errors import InvalidRequest
+from chatgate.gateway.apis.embeddings import EMBEDDINGS, usage_of
+from chatgate.gateway.embeddings_request import (
     MAX_INPUT_TOKENS,
     MAX_REQUEST_TOKENS,
     count_input_tokens,
     validate_embeddings_request,
 )
-from chatgate.errors import InvalidRequest
-from chatgate.tokens import TokenUsage
+from chatgate.limits import tokens
+from chatgate.limits.tokens import TokenUsage
 
 MODEL = "text-embedding-3-small"
 

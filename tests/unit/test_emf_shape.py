@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from chatgate.metrics import MetricsConfig, emit
-from chatgate.observability import RequestObservation
+from chatgate.observability.metrics import MetricsConfig, emit
+from chatgate.observability.observation import RequestObservation
 from tests.support.emf import check
 
 

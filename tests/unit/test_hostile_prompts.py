@@ -12,8 +12,8 @@ import random
 import httpx
 import pytest
 
-from chatgate import tokenizer
 from chatgate.app import create_app
+from chatgate.limits import tokenizer
 from tests.fakes import fake_services
 
 CAP = 4 * 1024 * 1024

@@ -1,4 +1,5 @@
-"""chatgate.ledger and `chatgate ledger replay`'s reading side: an unsettled line, as the gateway writes it,
+"""chatgate.limits.ledger and `chatgate ledger replay`'s reading side: an unsettled line, as the gateway
+writes it,
 is found again in a log file (raw or as CloudWatch exports it) or a log group, once, and nothing else is."""
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import pytest
 from moto import mock_aws
 
 from chatgate.cli import main
-from chatgate.ledger import UnsettledWrite, log_unsettled, unsettled_in
-from chatgate.logs import ChatgateFormatter
+from chatgate.limits.ledger import UnsettledWrite, log_unsettled, unsettled_in
+from chatgate.observability.logs import ChatgateFormatter
 from chatgate.stores.usage_dynamodb import UsageStoreError
 
 WRITES = [
@@ -41,7 +42,7 @@ WRITES = [
 
 
 def unsettled_line(caplog: pytest.LogCaptureFixture) -> str:
-    with caplog.at_level(logging.ERROR, logger="chatgate.ledger"):
+    with caplog.at_level(logging.ERROR, logger="chatgate.limits.ledger"):
         log_unsettled("req_1", "acme", WRITES)
     (record,) = caplog.records
     return ChatgateFormatter(utc=True, use_rfc3339=True).format(record)  # the deployed line's shape

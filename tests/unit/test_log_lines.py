@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from chatgate import logs
 from chatgate.app import create_app
+from chatgate.observability import logs
 from tests.fakes import azure_completion, fake_services
 
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}

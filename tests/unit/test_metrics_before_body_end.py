@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from chatgate import metrics
 from chatgate.app import create_app
 from chatgate.lambda_handler import make_handler
 from chatgate.middleware import RequestContextMiddleware
+from chatgate.observability import metrics
 from tests.fakes import azure_completion, fake_services
 from tests.support.emf import emf_records
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chatgate.errors import NotFound
-from chatgate.ownership import MemoryOwnershipStore, ResponseOwnership
+from chatgate.gateway.ownership import MemoryOwnershipStore, ResponseOwnership
 
 
 async def test_only_the_owner_in_its_region_passes_the_check() -> None:

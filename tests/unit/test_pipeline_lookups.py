@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from chatgate.app import create_app
-from chatgate.ratelimit import Limits
+from chatgate.limits.ratelimit import Limits
 from tests.fakes import fake_services
 
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}

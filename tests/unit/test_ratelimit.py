@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatgate.errors import RateLimitExceeded, ServiceUnavailable
-from chatgate.ratelimit import (
+from chatgate.limits.ratelimit import (
     AddResult,
     CounterStoreError,
     Counts,
@@ -317,7 +317,7 @@ async def test_store_failure_is_a_503_with_retry_hint_and_is_logged(store, clock
     store.fail = CounterStoreError("DynamoDB UpdateItem failed: ProvisionedThroughputExceededException")
     rl = limiter(store, clock)
     with (
-        caplog.at_level(logging.ERROR, logger="chatgate.ratelimit"),
+        caplog.at_level(logging.ERROR, logger="chatgate.limits.ratelimit"),
         pytest.raises(ServiceUnavailable) as info,
     ):
         await rl.reserve("ws1", "gpt-4o", 10, Limits(requests=10, tokens=1000))
@@ -330,7 +330,7 @@ async def test_store_failure_is_a_503_with_retry_hint_and_is_logged(store, clock
 async def test_fail_open_admits_and_warns_when_the_store_fails(store, clock, caplog):
     store.fail = CounterStoreError("DynamoDB UpdateItem failed: EndpointConnectionError")
     rl = limiter(store, clock, fail_open=True)
-    with caplog.at_level(logging.WARNING, logger="chatgate.ratelimit"):
+    with caplog.at_level(logging.WARNING, logger="chatgate.limits.ratelimit"):
         reservation = await rl.reserve("ws1", "gpt-4o", 10, Limits(requests=10, tokens=1000))
     assert "fail-open" in caplog.text
     assert reservation.headers()["x-ratelimit-remaining-requests"] == "10"

@@ -8,9 +8,9 @@ import json
 import pytest
 from httpx_sse import ServerSentEvent
 
-from chatgate.apis.responses import ResponsesRelay, usage_of
 from chatgate.errors import ChatgateError, UpstreamTimeout
-from chatgate.tokens import TokenUsage
+from chatgate.gateway.apis.responses import ResponsesRelay, usage_of
+from chatgate.limits.tokens import TokenUsage
 
 USAGE = {
     "input_tokens": 11,

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from chatgate import tokens
 from chatgate.errors import InvalidRequest
-from chatgate.responses_request import chat_usage, count_input_tokens, validate_responses_request
+from chatgate.gateway.responses_request import chat_usage, count_input_tokens, validate_responses_request
+from chatgate.limits import tokens
 
 
 def test_a_minimal_body_and_its_defaults() -> None:
@@ -168,7 +168,7 @@ def test_an_input_count_can_stop_once_past_the_callers_limit(body):
 
 
 async def test_the_responses_adapter_counts_up_to_the_callers_limit():
-    from chatgate.apis.responses import ResponsesApi
+    from chatgate.gateway.apis.responses import ResponsesApi
 
     api = ResponsesApi(ownership=None, workspace_id="acme", region="eu")  # type: ignore[arg-type]
     request = api.parse(json.dumps({"model": "gpt-4o", "input": "word " * 40_000}).encode())

@@ -9,13 +9,13 @@ import logging
 
 import pytest
 
-from chatgate import tokens
-from chatgate.auth import Authenticator, Principal
-from chatgate.ratelimit import Limits, RateLimiter, counter_key
-from chatgate.settlement import Settlement, StreamOutcome, hides_reasoning, utc_day
+from chatgate.gateway.auth import Authenticator, Principal
+from chatgate.gateway.settlement import Settlement, StreamOutcome, hides_reasoning, utc_day
+from chatgate.limits import tokens
+from chatgate.limits.ratelimit import Limits, RateLimiter, counter_key
+from chatgate.limits.tokens import TokenUsage
+from chatgate.limits.usage import UsageLedger, UsageRecord
 from chatgate.stores.usage_dynamodb import UsageStoreError
-from chatgate.tokens import TokenUsage
-from chatgate.usage import UsageLedger, UsageRecord
 from tests.fakes import MemoryCounters, MemoryKeyStore, MemoryUsage
 
 T0 = 1_700_000_040.0  # the start of a 60 s window

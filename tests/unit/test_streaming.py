@@ -17,12 +17,12 @@ import httpx
 import pytest
 from httpx_sse import ServerSentEvent
 
-from chatgate import shutdown
-from chatgate.apis.chat_completions import DONE, ChatCompletionsRelay
 from chatgate.errors import UpstreamTimeout
-from chatgate.settlement import StreamOutcome
-from chatgate.streaming import HEARTBEAT, EventStreamResponse
-from chatgate.tokens import TokenUsage
+from chatgate.gateway import shutdown
+from chatgate.gateway.apis.chat_completions import DONE, ChatCompletionsRelay
+from chatgate.gateway.settlement import StreamOutcome
+from chatgate.gateway.streaming import HEARTBEAT, EventStreamResponse
+from chatgate.limits.tokens import TokenUsage
 from chatgate.upstream.azure import UpstreamStream
 
 # --- Azure-shaped payloads ------------------------------------------------------------------------------
@@ -506,7 +506,8 @@ async def test_a_stream_past_its_deadline_ends_with_an_error_frame_and_is_accoun
 
 
 async def test_a_stream_still_running_at_the_shutdown_cutoff_ends_with_an_error_frame() -> None:
-    """chatgate.shutdown: once the server's shutdown begins, a stream still running at the cutoff ends as a
+    """chatgate.gateway.shutdown: once the server's shutdown begins, a stream still running at the cutoff
+    ends as a
     failed stream: the 503 error frame, then the body's end, settled with what was relayed."""
     previous = signal.getsignal(signal.SIGTERM)
     try:

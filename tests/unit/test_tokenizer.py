@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tiktoken_ext import openai_public
 
-from chatgate import tokenizer, tokens
+from chatgate.limits import tokenizer, tokens
 
 NAMES = (tokenizer.O200K, tokenizer.CL100K)
 
@@ -249,7 +249,8 @@ def test_a_cut_before_a_character_newer_than_pythons_unicode_tables_is_exact() -
 
 @pytest.mark.parametrize("name", NAMES)
 def test_compiled_vocabularies_hold_the_shipped_ranks_exactly(name):
-    """src/chatgate/vocabularies/*.table (`python -m chatgate.tokenizer`) against their source: every
+    """src/chatgate/limits/vocabularies/*.table (`python -m chatgate.limits.tokenizer`) against their source:
+    every
     token finds its rank in the table, and the table holds nothing else."""
     source = tokenizer.read_ranks(tokenizer.vocabulary_dir() / f"{name}.tiktoken.gz")
     assert tokenizer.ranks(name) == source

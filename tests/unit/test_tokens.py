@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from chatgate import tokens
+from chatgate.limits import tokens
 
 # The examples of OpenAI's cookbook "How to count tokens with tiktoken", with the prompt_tokens the API
 # itself reported for them (129 for gpt-3.5-turbo / gpt-4, 124 for gpt-4o / gpt-4o-mini; with the weather

@@ -5,9 +5,9 @@ not written twice."""
 
 from __future__ import annotations
 
+from chatgate.limits.tokens import TokenUsage
+from chatgate.limits.usage import EMBEDDINGS, UsageLedger
 from chatgate.stores.usage_dynamodb import UsageStoreError
-from chatgate.tokens import TokenUsage
-from chatgate.usage import EMBEDDINGS, UsageLedger
 from tests.fakes import MemoryUsage
 
 DAY = "2026-03-01"

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatgate.errors import InvalidRequest
-from chatgate.validation import parse_body, validate_chat_request
+from chatgate.gateway.validation import parse_body, validate_chat_request
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]

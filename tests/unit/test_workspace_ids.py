@@ -10,8 +10,8 @@ import pytest
 
 from chatgate import workspace_ids
 from chatgate.cli import main
-from chatgate.metrics import MetricsConfig, emit
-from chatgate.observability import RequestObservation
+from chatgate.observability.metrics import MetricsConfig, emit
+from chatgate.observability.observation import RequestObservation
 from tests.support.emf import emf_records
 
 GOOD = ["acme", "a", "team.eu-1", "ops@example.com", "A_b+c=d", "x" * 128]

@@ -3,7 +3,8 @@
 Two kinds: an organisation admin key (`project_id` None; the first is made by `chatgate admin-keys create`)
 sees every workspace; a workspace admin key sees its own workspace only (any other id is a 404, as if it did
 not exist), and may create admin keys for that workspace only. An admin key looks like
-`cga_<key id>_<secret>`, is shown once and stored as its SHA-256 (like workspace keys, chatgate.auth). It
+`cga_<key id>_<secret>`, is shown once and stored as its SHA-256 (like workspace keys,
+chatgate.gateway.auth). It
 never authenticates a model call (it is not a `cg_` key) and a model key never authenticates an admin call.
 A deleted key, or one whose workspace is archived, stops working within `CHATGATE_KEY_CACHE_SECONDS`.
 """
@@ -16,8 +17,8 @@ from typing import Any
 from chatgate.admin import audit
 from chatgate.admin.control import Actor, AdminKey, ControlStore
 from chatgate.admin.workspaces import changeable, check_name
-from chatgate.auth import ApiKey, Authenticator, bearer_token, new_key, parse_key_id
 from chatgate.errors import InvalidApiKey, NotFound
+from chatgate.gateway.auth import ApiKey, Authenticator, bearer_token, new_key, parse_key_id
 
 ADMIN_KEY_PREFIX = "cga"
 
@@ -75,7 +76,8 @@ async def delete_admin_key(store: ControlStore, actor: Actor, key_id: str) -> Ad
 
 
 class _AdminKeyStore:
-    """chatgate.auth's KeyStore over the control plane's admin keys, so admin keys are looked up, cached
+    """chatgate.gateway.auth's KeyStore over the control plane's admin keys, so admin keys are looked up,
+    cached
     and their use recorded by the same Authenticator as workspace keys. A workspace admin key reads as a
     key of its workspace, archived with it (or when the workspace is gone)."""
 
@@ -105,7 +107,8 @@ class _AdminKeyStore:
 
 
 class AdminAuthenticator:
-    """Admin keys -> Actor: chatgate.auth's Authenticator on `cga` keys (the same per-instance cache, so a
+    """Admin keys -> Actor: chatgate.gateway.auth's Authenticator on `cga` keys (the same per-instance cache,
+    so a
     deleted key stops within `cache_seconds`), and the key's last use recorded before the call is answered
     (admin calls are few, and nothing runs after a Lambda response)."""
 

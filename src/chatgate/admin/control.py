@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
-from chatgate.auth import ApiKey
-from chatgate.ratelimit import Limits
+from chatgate.gateway.auth import ApiKey
+from chatgate.limits.ratelimit import Limits
 
 
 @dataclass(frozen=True, slots=True)

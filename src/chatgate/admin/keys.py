@@ -2,7 +2,8 @@
 
 OpenAI creates project keys through service accounts; chatgate's service account is the key's owner and
 holds exactly that key (`svc_<key id>`): deleting the service account revokes its key. A key is shown once,
-at creation, and stored as its SHA-256 (chatgate.auth). Revoked keys disappear from listings (the record
+at creation, and stored as its SHA-256 (chatgate.gateway.auth). Revoked keys disappear from listings (the
+record
 stays, so the revocation holds in every region); a revocation takes effect within the key cache,
 `CHATGATE_KEY_CACHE_SECONDS`, on every instance of every region.
 """
@@ -14,8 +15,8 @@ import time
 from chatgate.admin import audit
 from chatgate.admin.control import Actor, ControlStore
 from chatgate.admin.workspaces import changeable, check_name, ensure_workspace, visible
-from chatgate.auth import ApiKey, new_key
 from chatgate.errors import NotFound
+from chatgate.gateway.auth import ApiKey, new_key
 
 SERVICE_ACCOUNT_PREFIX = "svc_"
 

@@ -4,7 +4,7 @@ A workspace's limits are its overrides (per model, or `*` for every model withou
 defaults (CHATGATE_RPM_LIMIT / CHATGATE_TPM_LIMIT). The unit is the stack's window
 (CHATGATE_RATE_WINDOW_SECONDS, 60 s by default: then "per minute" is exact). Changing limits is an
 organisation operation: a workspace admin may read its limits, not raise them. Changes take effect within
-`CHATGATE_KEY_CACHE_SECONDS` on every instance (chatgate.workspaces caches them that long).
+`CHATGATE_KEY_CACHE_SECONDS` on every instance (chatgate.limits.workspace_limits caches them that long).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from chatgate.admin import audit
 from chatgate.admin.control import Actor, ControlStore
 from chatgate.admin.workspaces import changeable, ensure_workspace, organisation_only, visible
 from chatgate.errors import InvalidRequest, NotFound
-from chatgate.ratelimit import Limits
-from chatgate.workspaces import ALL_MODELS
+from chatgate.limits.ratelimit import Limits
+from chatgate.limits.workspace_limits import ALL_MODELS
 
 RATE_LIMIT_PREFIX = "rl-"
 MODEL_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}|\*")

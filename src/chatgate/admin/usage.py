@@ -1,4 +1,5 @@
-"""Usage in OpenAI's shape (usage/completions, usage/embeddings): the regional usage ledger (chatgate.usage)
+"""Usage in OpenAI's shape (usage/completions, usage/embeddings): the regional usage ledger
+(chatgate.limits.usage)
 in time buckets, each endpoint summing the records of its own API (a record's `api`), as OpenAI splits usage.
 
 The ledger keeps one record per workspace, model and UTC day, so buckets are whole UTC days (`1d`); finer
@@ -17,7 +18,7 @@ from typing import Protocol
 
 from chatgate.admin.control import Actor, ControlStore
 from chatgate.errors import InvalidRequest
-from chatgate.usage import COMPLETIONS, UsageRecord
+from chatgate.limits.usage import COMPLETIONS, UsageRecord
 
 DAY = 86_400
 GROUPS = ("project_id", "model")
@@ -42,7 +43,7 @@ class UsageQuery:
     group_by: tuple[str, ...] = ()
     limit: int = DEFAULT_BUCKETS
     page: int | None = None  # the start of the first bucket of this page
-    api: str = COMPLETIONS  # whose records are summed: chatgate.usage's COMPLETIONS or EMBEDDINGS
+    api: str = COMPLETIONS  # whose records are summed: chatgate.limits.usage's COMPLETIONS or EMBEDDINGS
 
 
 @dataclass(frozen=True, slots=True)

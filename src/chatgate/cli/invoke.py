@@ -40,7 +40,7 @@ def invoke_event(event: dict[str, Any], handler: Any = None) -> dict[str, Any]:
 
 
 def run_invoke(args: argparse.Namespace) -> int:
-    from chatgate import metrics
+    from chatgate.observability import metrics
 
     with open(args.event, encoding="utf-8") as file:
         event = json.load(file)

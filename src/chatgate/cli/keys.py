@@ -12,7 +12,6 @@ import time
 
 from chatgate.admin import keys
 from chatgate.admin.control import CLI
-from chatgate.auth import ApiKey
 from chatgate.cli.common import (
     Commands,
     control_store,
@@ -23,6 +22,7 @@ from chatgate.cli.common import (
     when,
     workspace_argument,
 )
+from chatgate.gateway.auth import ApiKey
 from chatgate.settings import Settings
 
 

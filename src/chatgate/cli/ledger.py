@@ -4,7 +4,7 @@
     chatgate ledger replay --log-group NAME [--since-hours 24]   (the function's CloudWatch log group)
     [--dry-run] [--json]
 
-Each write is applied with the request's marker under a condition (chatgate.ledger, stores/markers.py):
+Each write is applied with the request's marker under a condition (chatgate.limits.ledger, stores/markers.py):
 one that was applied meanwhile, or by an earlier replay, changes nothing ("already applied"). Replaying the
 same lines twice is safe. A reconcile whose window's counter has expired (its ttl: an hour after the
 window) has nothing left to correct and is reported as already applied. Exit status 1 if any write failed
@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from chatgate.cli.common import Commands, dynamodb, fail, runs
-from chatgate.ledger import UnsettledWrite, unsettled_in
+from chatgate.limits.ledger import UnsettledWrite, unsettled_in
 from chatgate.settings import Settings
 
 # CloudWatch Logs filter: events with the term "unsettled" (the lines themselves are then read as JSON,
@@ -105,8 +105,8 @@ async def apply(write: UnsettledWrite, counters: Any, usage: Any) -> bool:
                 marker=write.marker,
             )
         )
-    from chatgate.tokens import TokenUsage
-    from chatgate.usage import COMPLETIONS
+    from chatgate.limits.tokens import TokenUsage
+    from chatgate.limits.usage import COMPLETIONS
 
     arguments: dict[str, Any] = {
         "prompt_tokens": int(fields["prompt_tokens"]),

@@ -21,8 +21,8 @@ from chatgate.cli.common import (
     runs,
     workspace_argument,
 )
+from chatgate.limits.usage import UsageRecord
 from chatgate.settings import Settings
-from chatgate.usage import UsageRecord
 
 DEFAULT_DAYS = 30
 

@@ -16,7 +16,7 @@ from chatgate.cli.common import (
     runs,
     workspace_argument,
 )
-from chatgate.ratelimit import Limits
+from chatgate.limits.ratelimit import Limits
 from chatgate.settings import Settings
 
 

@@ -149,7 +149,7 @@ def serve(host: str, port: int, environ: Mapping[str, str] | None = None) -> Non
     import uvicorn
 
     from chatgate.app import create_app
-    from chatgate.logs import configure_logging
+    from chatgate.observability.logs import configure_logging
 
     stack = prepare(environ)
     log_format = stack.settings.log_format  # readable log lines on a terminal; metrics lines on stdout

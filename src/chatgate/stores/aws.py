@@ -46,7 +46,7 @@ from typing import Any
 import httpx
 
 from chatgate.stores.aws_retry import NOT_SENT, READ, RetryPolicy, retryable_answer
-from chatgate.transport import Client, HttpClient, Transport, tls_context
+from chatgate.upstream.transport import Client, HttpClient, Transport, tls_context
 
 __all__ = [
     "READ",
@@ -330,7 +330,7 @@ def aws_http_client(
     *, connect_timeout: float = 2.0, read_timeout: float = 5.0, verify: ssl.SSLContext | bool = True
 ) -> Client:
     """The pool AWS calls share: short timeouts (a request must not hang on AWS), keep-alive
-    (chatgate.transport)."""
+    (chatgate.upstream.transport)."""
     return Client(
         Transport(ssl_context=tls_context(verify), max_connections=64, keepalive_expiry=50),
         httpx.Timeout(read_timeout, connect=connect_timeout, pool=connect_timeout),

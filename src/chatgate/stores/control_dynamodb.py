@@ -14,9 +14,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from chatgate.admin.control import AdminKey, AuditEntry, Page, Workspace
-from chatgate.auth import ApiKey
 from chatgate.errors import ServiceUnavailable
-from chatgate.ratelimit import Limits
+from chatgate.gateway.auth import ApiKey
+from chatgate.limits.ratelimit import Limits
 from chatgate.stores.aws import AwsError, AwsUnreachable, json_caller
 from chatgate.stores.keys_dynamodb import item_to_key, key_item, key_pk
 from chatgate.stores.schema import GSI1

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from chatgate.auth import ApiKey
 from chatgate.errors import ServiceUnavailable
+from chatgate.gateway.auth import ApiKey
 from chatgate.stores.aws import AwsError, AwsUnreachable, json_caller
 
 if TYPE_CHECKING:

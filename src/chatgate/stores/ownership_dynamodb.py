@@ -21,7 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from chatgate.errors import ServiceUnavailable
-from chatgate.ownership import ResponseOwner
+from chatgate.gateway.ownership import ResponseOwner
 from chatgate.stores.aws import AwsError, AwsUnreachable, json_caller
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def _unavailable(exc: Exception) -> ServiceUnavailable:
 
 
 class DynamoDBOwnershipStore:
-    """The OwnershipStore of chatgate.ownership, through any `call(action, payload)` DynamoDB client
+    """The OwnershipStore of chatgate.gateway.ownership, through any `call(action, payload)` DynamoDB client
     (stores/aws.py; a boto3 client is wrapped)."""
 
     def __init__(self, client: DynamoDBClient | Any, table_name: str, clock: Any = time.time) -> None:

@@ -1,4 +1,4 @@
-"""The rate-limit counters in DynamoDB (the CounterStore of chatgate.ratelimit).
+"""The rate-limit counters in DynamoDB (the CounterStore of chatgate.limits.ratelimit).
 
 One item per workspace, model and window (table: schema.rate_limit_table):
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chatgate.ratelimit import AddResult, CounterStoreError, Counts
+from chatgate.limits.ratelimit import AddResult, CounterStoreError, Counts
 from chatgate.stores.aws import READ, AwsError, AwsUnreachable, RetryPolicy, json_caller
 from chatgate.stores.markers import SETTLE, Acknowledged
 from chatgate.stores.schema import TTL_ATTRIBUTE

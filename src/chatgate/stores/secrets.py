@@ -30,7 +30,7 @@ import httpx
 from chatgate.clock import Clock, Stamp
 from chatgate.errors import ServiceUnavailable
 from chatgate.stores.aws import AwsError, AwsJsonClient, AwsUnreachable, json_caller
-from chatgate.transport import HttpClient
+from chatgate.upstream.transport import HttpClient
 
 logger = logging.getLogger(__name__)
 

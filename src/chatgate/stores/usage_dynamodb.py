@@ -22,10 +22,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from chatgate.limits.tokens import TokenUsage
+from chatgate.limits.usage import COMPLETIONS, UsageRecord
 from chatgate.stores.aws import AwsError, AwsUnreachable, Boto3Json, RetryPolicy, json_caller
 from chatgate.stores.markers import SETTLE, Acknowledged
-from chatgate.tokens import TokenUsage
-from chatgate.usage import COMPLETIONS, UsageRecord
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -110,7 +110,7 @@ def _error(operation: str, exc: Exception) -> UsageStoreError:
 
 
 class DynamoDBUsageStore:
-    """The UsageStore of chatgate.usage. `add` goes through any `call(action, payload)` client
+    """The UsageStore of chatgate.limits.usage. `add` goes through any `call(action, payload)` client
     (stores/aws.py); `add_now` and `list` (tooling, the CLI) need a boto3 client."""
 
     def __init__(
@@ -144,7 +144,7 @@ class DynamoDBUsageStore:
     async def add_refusals(
         self, workspace_id: str, day: str, model: str, count: int, *, marker: str, api: str
     ) -> bool:
-        """Add `count` rate-limit refusals (chatgate.usage.UsageLedger.refused), once per marker."""
+        """Add `count` rate-limit refusals (chatgate.limits.usage.UsageLedger.refused), once per marker."""
 
         def update(stale: list[str]) -> dict[str, Any]:
             values = {

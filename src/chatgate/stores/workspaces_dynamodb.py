@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from chatgate.errors import ServiceUnavailable
-from chatgate.ratelimit import Limits
+from chatgate.limits.ratelimit import Limits
 from chatgate.stores.aws import AwsError, AwsUnreachable, json_caller
 
 if TYPE_CHECKING:

@@ -7,7 +7,8 @@ chat/completions?api-version=...`. The Responses API exists on v1 only (every re
 `{endpoint}/openai/v1/responses[/{id}[/input_items]]`; embeddings too, on v1 only
 (`{endpoint}/openai/v1/embeddings`, the deployment in `model`). The key always goes in the `api-key` header.
 
-One HTTP client (chatgate.transport) is shared by every request of an instance (pooling, keep-alive); its
+One HTTP client (chatgate.upstream.transport) is shared by every request of an instance (pooling,
+keep-alive); its
 timeouts are explicit: connecting fails fast, reading waits long enough for reasoning models.
 """
 
@@ -22,7 +23,6 @@ from urllib.parse import quote
 import httpx
 from httpx_sse import EventSource, ServerSentEvent
 
-from chatgate import observability
 from chatgate.errors import (
     ChatgateError,
     NotFound,
@@ -30,10 +30,11 @@ from chatgate.errors import (
     UpstreamRejected,
     UpstreamTimeout,
 )
-from chatgate.ownership import response_not_found
-from chatgate.transport import HttpClient
+from chatgate.gateway.ownership import response_not_found
+from chatgate.observability import observation as observability
 from chatgate.upstream.config import AzureResource, UpstreamTarget
 from chatgate.upstream.cooldown import FAILING, THROTTLED, retry_in
+from chatgate.upstream.transport import HttpClient
 
 # Azure's own id of a request (API Management's), logged and traced with chatgate's request id.
 UPSTREAM_REQUEST_ID = "apim-request-id"

@@ -56,7 +56,7 @@ from chatgate import workspace_ids
 from chatgate.concurrently import both
 from chatgate.errors import ChatgateError, ModelNotFound, UpstreamError
 from chatgate.settings import DEFAULT_BYOK_ENDPOINT_SUFFIXES, Settings
-from chatgate.transport import unsafe_header_value
+from chatgate.upstream.transport import unsafe_header_value
 
 # Azure's v1 surface: no api-version, serves every model (a dated version can be chosen per upstream).
 V1_API_VERSION = "v1"

@@ -29,8 +29,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from chatgate import observability
 from chatgate.errors import ChatgateError, UpstreamRejected
+from chatgate.observability import observation as observability
 from chatgate.upstream.config import AzureResource, UpstreamRoute, UpstreamTarget
 from chatgate.upstream.cooldown import FAILING, THROTTLED
 

@@ -12,9 +12,9 @@ from fastapi.responses import JSONResponse
 
 from chatgate.admin.admin_keys import AdminAuthenticator
 from chatgate.admin.control import Actor, ControlStore
-from chatgate.dependencies import read_body, services_of
 from chatgate.errors import InvalidRequest, NotFound
-from chatgate.ratelimit import Limits
+from chatgate.gateway.dependencies import read_body, services_of
+from chatgate.limits.ratelimit import Limits
 from chatgate.wiring import Services
 
 T = TypeVar("T")

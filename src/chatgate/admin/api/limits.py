@@ -10,7 +10,7 @@ from chatgate.admin import limits
 from chatgate.admin.api import objects
 from chatgate.admin.api.common import admin_entered, json_body, limit_of, listing, optional_int, page_after
 from chatgate.errors import InvalidRequest
-from chatgate.ratelimit import Limits
+from chatgate.limits.ratelimit import Limits
 
 UNSUPPORTED = (
     "max_images_per_1_minute",

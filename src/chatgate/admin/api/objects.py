@@ -12,9 +12,9 @@ from chatgate.admin.control import AdminKey, AuditEntry, Workspace
 from chatgate.admin.keys import service_account_id
 from chatgate.admin.limits import rate_limit_id
 from chatgate.admin.usage import Bucket, UsageResult
-from chatgate.auth import KEY_PREFIX, ApiKey
-from chatgate.ratelimit import Limits
-from chatgate.usage import COMPLETIONS
+from chatgate.gateway.auth import KEY_PREFIX, ApiKey
+from chatgate.limits.ratelimit import Limits
+from chatgate.limits.usage import COMPLETIONS
 
 
 def project(workspace: Workspace) -> dict[str, Any]:

@@ -13,8 +13,8 @@ from chatgate.admin import usage
 from chatgate.admin.api import objects
 from chatgate.admin.api.common import admin_entered, query_int, query_list
 from chatgate.errors import InvalidRequest, NotFound, ServiceUnavailable
+from chatgate.limits.usage import COMPLETIONS, EMBEDDINGS
 from chatgate.stores.usage_dynamodb import UsageStoreError
-from chatgate.usage import COMPLETIONS, EMBEDDINGS
 
 _FOREVER = 2**41
 
