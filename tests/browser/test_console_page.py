@@ -214,6 +214,7 @@ def test_names_render_as_text_on_every_page(browser: Any, fake: tuple[FakeAdminA
     watched = new_page(browser)
     page = watched.page
     sign_in(page, base, ORG_KEY)
+    page.get_by_role("link", name=XSS).nth(1).wait_for()  # the list is fetched after signing in
     assert page.get_by_role("link", name=XSS).count() == 2  # both workspaces, named the same script
     assert XSS in page.locator("#who").text_content()
     no_markup_ran(watched)
