@@ -242,13 +242,15 @@ def test_a_failing_usage_write_is_an_unsettled_line_never_a_500(
 
 def test_usage_table_and_date_range(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
     store = DynamoDBUsageStore(boto3.client("dynamodb"), stack.settings.table_name)
-    store.add_now("acme", "2025-03-01", "gpt-4o", tokens.TokenUsage(100, 20, "azure"), marker="m1")
-    store.add_now("acme", "2025-03-01", "gpt-4o", tokens.TokenUsage(50, 5, "counted"), marker="m2")
-    store.add_now("acme", "2025-03-02", "gpt-4o-mini", tokens.TokenUsage(10, 1, "azure"), marker="m3")
-    store.add_now(
-        "acme", "2025-03-03", "gpt-4o", tokens.TokenUsage(1, 1, "azure"), marker="m4"
-    )  # outside the range
-    store.add_now("globex", "2025-03-01", "gpt-4o", tokens.TokenUsage(7, 7, "azure"), marker="m5")
+    records = [
+        ("acme", "2025-03-01", "gpt-4o", tokens.TokenUsage(100, 20, "azure")),
+        ("acme", "2025-03-01", "gpt-4o", tokens.TokenUsage(50, 5, "counted")),
+        ("acme", "2025-03-02", "gpt-4o-mini", tokens.TokenUsage(10, 1, "azure")),
+        ("acme", "2025-03-03", "gpt-4o", tokens.TokenUsage(1, 1, "azure")),  # outside the range
+        ("globex", "2025-03-01", "gpt-4o", tokens.TokenUsage(7, 7, "azure")),
+    ]
+    for number, (workspace, day, model, used) in enumerate(records, start=1):
+        assert asyncio.run(store.add(workspace, day, model, used, marker=f"m{number}"))
 
     assert main(["usage", "--workspace", "acme", "--from", "2025-03-01", "--to", "2025-03-02"]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from chatgate.limits.tokens import TokenUsage
 from chatgate.limits.usage import COMPLETIONS, UsageRecord
-from chatgate.stores.aws import AwsError, AwsUnreachable, Boto3Json, RetryPolicy, json_caller
+from chatgate.stores.aws import AwsError, AwsUnreachable, RetryPolicy, json_caller
 from chatgate.stores.markers import SETTLE, Acknowledged
 
 if TYPE_CHECKING:
@@ -110,8 +110,8 @@ def _error(operation: str, exc: Exception) -> UsageStoreError:
 
 
 class DynamoDBUsageStore:
-    """The UsageStore of chatgate.limits.usage. `add` goes through any `call(action, payload)` client
-    (stores/aws.py); `add_now` and `list` (tooling, the CLI) need a boto3 client."""
+    """The UsageStore of chatgate.limits.usage, through any `call(action, payload)` client (stores/aws.py's,
+    or a boto3 client wrapped by `json_caller` for tooling and the CLI)."""
 
     def __init__(
         self, client: DynamoDBClient | Any, table_name: str, *, settle_policy: RetryPolicy = SETTLE
@@ -186,29 +186,6 @@ class DynamoDBUsageStore:
             self._acknowledged.restore(item, stale)
             raise _error("UpdateItem", exc) from None
         self._acknowledged.add(item, f"m_{marker}")
-        return True
-
-    def add_now(
-        self,
-        workspace_id: str,
-        day: str,
-        model: str,
-        usage: TokenUsage,
-        *,
-        marker: str,
-        api: str = COMPLETIONS,
-    ) -> bool:
-        """The same write, blocking (a boto3 client only), as `chatgate ledger replay` does it."""
-        try:
-            Boto3Json(self._client).call_now(
-                "UpdateItem", self._update(workspace_id, day, model, usage, marker=marker, api=api)
-            )
-        except AwsError as exc:
-            if exc.code == "ConditionalCheckFailedException":
-                return False
-            raise _error("UpdateItem", exc) from None
-        except AwsUnreachable as exc:
-            raise _error("UpdateItem", exc) from None
         return True
 
     def _update(
